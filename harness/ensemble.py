@@ -1,0 +1,67 @@
+"""The one training path: a data set, a model family, a mask plan -> a stored ensemble.
+
+``train_ensemble`` keys the run by (data fingerprint, family spec, plan, seed) in the
+store, trains only the models not yet complete (in fixed chunks of ``models_per_pass``,
+so an interrupted run resumes with bit-identical results) and returns an :class:`Ensemble`
+that reads the stored arrays. Several processes asking for the same run train it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.data import Dataset
+from harness.masks import MaskPlan
+from harness.store import Store
+
+HARNESS_RESULTS_VERSION = 1  # bump when a change alters what stored runs contain
+
+
+@dataclass(frozen=True, eq=False)
+class Ensemble:
+    dataset: Dataset
+    spec: object
+    plan: MaskPlan
+    arrays: dict
+    models_trained: int
+    key: str
+
+    @property
+    def masks(self) -> np.ndarray:
+        return self.plan.masks
+
+    @property
+    def n_models(self) -> int:
+        return self.plan.n_models
+
+    @property
+    def train_correct(self) -> np.ndarray:
+        return self.arrays["train_margin"] > 0
+
+    @property
+    def test_correct(self) -> np.ndarray:
+        return self.arrays["test_margin"] > 0
+
+    def test_accuracy(self) -> np.ndarray:
+        """Per model accuracy on the test split."""
+        return self.test_correct.mean(1)
+
+    def train_accuracy(self) -> np.ndarray:
+        """Per model accuracy on the points it was trained on."""
+        return (self.train_correct & self.masks).sum(1) / self.masks.sum(1)
+
+
+def train_ensemble(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: int = 0,
+                   device: str = "cpu", progress: bool = True) -> Ensemble:
+    if plan.n_points != dataset.n_train:
+        raise ValueError(f"plan covers {plan.n_points} points, {dataset.name} has {dataset.n_train}")
+    config = {"version": HARNESS_RESULTS_VERSION, "dataset": dataset.name,
+              "data": dataset.fingerprint, "spec": spec.config(), "plan": plan.config(), "seed": seed}
+    run = store.open(config, plan.masks, spec.schema(dataset))
+    seeds = plan.seeds(seed)
+    trained = run.fill(lambda rows: spec.train(dataset, plan.masks[rows], seeds[rows], device),
+                       chunk_size=spec.models_per_pass, progress=progress,
+                       desc=f"{spec.family} on {dataset.name} ({plan.kind})")
+    return Ensemble(dataset, spec, plan, run.arrays(), trained, run.key)

@@ -1,0 +1,160 @@
+"""Memorization estimators, each computed from an ensemble's stored masks and margins.
+
+For training point i, with P_in the share of models trained *with* i that classify it
+correctly and P_out the share of models trained *without* it (FZ20 eq. 1):
+
+    mem(i) = P_in - P_out.
+
+- :func:`exact_loo`: P_in over the models trained on the base set S, P_out over the models
+  trained on S \\ {i} (a :func:`harness.masks.loo_plan`);
+- :func:`closed_form_loo`: the ridge family's exact LOO, P_in and P_out over the same draws
+  (the refit without i is read from ``loo_margin``);
+- :func:`subsampled`: Feldman & Zhang's estimator, P_in over the models whose random subset
+  contains i and P_out over the rest; it estimates memorization for a training set of
+  size r n, not n;
+- :func:`fractional`: IMN26's (P_in - P_out) / (P_in + P_out), from any of the above.
+
+Intervals: Newcombe's hybrid score interval for P_in - P_out (treating the two samples as
+independent, which is conservative for the paired closed-form LOO); for the fractional
+score, the image of the box of the two Wilson intervals at level sqrt(1 - alpha) each,
+since the ratio rises in P_in and falls in P_out (coverage >= 1 - alpha).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness import stats
+
+
+@dataclass(frozen=True, eq=False)
+class MemorizationScores:
+    """Per-point scores with the counts behind them and a (1 - alpha) interval per point."""
+
+    method: str
+    points: np.ndarray
+    score: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    correct_in: np.ndarray
+    n_in: np.ndarray
+    correct_out: np.ndarray
+    n_out: np.ndarray
+    alpha: float = 0.05
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    @property
+    def p_in(self) -> np.ndarray:
+        return self.correct_in / self.n_in
+
+    @property
+    def p_out(self) -> np.ndarray:
+        return self.correct_out / self.n_out
+
+    def to_dataframe(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            "point": self.points, "score": self.score, "lower": self.lower, "upper": self.upper,
+            "p_in": self.p_in, "p_out": self.p_out, "n_in": self.n_in, "n_out": self.n_out,
+        }).set_index("point")
+
+    def at(self, points) -> "MemorizationScores":
+        """The scores of the given training points (they must have been scored)."""
+        points = np.asarray(points)
+        position = {p: k for k, p in enumerate(self.points.tolist())}
+        missing = [p for p in points.tolist() if p not in position]
+        if missing:
+            raise ValueError(f"{self.method}: points {missing[:5]} were not scored")
+        rows = np.array([position[p] for p in points.tolist()], dtype=np.int64)
+        return MemorizationScores(self.method, self.points[rows], self.score[rows], self.lower[rows],
+                                  self.upper[rows], self.correct_in[rows], self.n_in[rows],
+                                  self.correct_out[rows], self.n_out[rows], self.alpha)
+
+
+def _from_counts(method, points, correct_in, n_in, correct_out, n_out, alpha) -> MemorizationScores:
+    score, lower, upper = stats.newcombe_difference(correct_in, n_in, correct_out, n_out, alpha)
+    return MemorizationScores(method, np.asarray(points), np.asarray(score, dtype=float),
+                              np.asarray(lower, dtype=float), np.asarray(upper, dtype=float),
+                              correct_in, n_in, correct_out, n_out, alpha)
+
+
+def _check(masks: np.ndarray, train_margin: np.ndarray) -> None:
+    if masks.ndim != 2 or masks.dtype != np.bool_:
+        raise ValueError(f"masks must be a 2-D bool array, got {masks.dtype} {masks.shape}")
+    if train_margin.shape != masks.shape:
+        raise ValueError(f"train_margin has shape {train_margin.shape}, masks {masks.shape}: "
+                         "one row per model and one column per training point in both")
+
+
+def subsampled(masks: np.ndarray, train_margin: np.ndarray, alpha: float = 0.05) -> MemorizationScores:
+    """Feldman & Zhang's estimate for every point from a subsampled ensemble."""
+    _check(masks, train_margin)
+    correct = train_margin > 0
+    n_in = masks.sum(0)
+    n_out = len(masks) - n_in
+    never = np.flatnonzero((n_in == 0) | (n_out == 0))
+    if len(never):
+        raise ValueError(f"{len(never)} points (e.g. {never[:5].tolist()}) are never left out or never "
+                         "included; use a balanced plan with more models (harness.masks.subsampled_plan)")
+    return _from_counts("subsampled", np.arange(masks.shape[1]), (correct & masks).sum(0), n_in,
+                        (correct & ~masks).sum(0), n_out, alpha)
+
+
+def exact_loo(masks: np.ndarray, train_margin: np.ndarray, left_out: np.ndarray,
+              targets=None, alpha: float = 0.05) -> MemorizationScores:
+    """Exact leave-one-out from a LOO plan: rows with ``left_out == -1`` train on S, rows with
+    ``left_out == i`` on S minus i. ``targets`` defaults to every point left out somewhere."""
+    _check(masks, train_margin)
+    left_out = np.asarray(left_out)
+    if left_out.shape != (len(masks),):
+        raise ValueError(f"left_out needs one entry per model ({len(masks)}), got {left_out.shape}")
+    base_rows = np.flatnonzero(left_out == -1)
+    if len(base_rows) == 0:
+        raise ValueError("no model was trained on the full base set (left_out == -1)")
+    available = np.unique(left_out[left_out >= 0])
+    targets = available if targets is None else np.asarray(targets, dtype=np.int64)
+    never = np.setdiff1d(targets, available)
+    if len(never):
+        raise ValueError(f"targets {never[:5].tolist()} were never left out; a LOO plan scores only "
+                         f"its own targets ({len(available)} here)")
+    correct = train_margin > 0
+    correct_in = correct[base_rows][:, targets].sum(0)
+    n_in = np.full(len(targets), len(base_rows))
+    correct_out = np.array([correct[left_out == t, t].sum() for t in targets.tolist()])
+    n_out = np.array([(left_out == t).sum() for t in targets.tolist()])
+    return _from_counts("exact_loo", targets, correct_in, n_in, correct_out, n_out, alpha)
+
+
+def closed_form_loo(masks: np.ndarray, train_margin: np.ndarray, loo_margin: np.ndarray,
+                    alpha: float = 0.05) -> MemorizationScores:
+    """Exact LOO for the ridge family: each draw's fit and its closed-form refit without i."""
+    _check(masks, train_margin)
+    if loo_margin.shape != masks.shape:
+        raise ValueError(f"loo_margin has shape {loo_margin.shape}, masks {masks.shape}")
+    n_in = masks.sum(0)
+    if (n_in == 0).any():
+        raise ValueError(f"{int((n_in == 0).sum())} points are in no model's training set")
+    correct_in = ((train_margin > 0) & masks).sum(0)
+    correct_out = ((loo_margin > 0) & masks).sum(0)
+    return _from_counts("closed_form_loo", np.arange(masks.shape[1]), correct_in, n_in,
+                        correct_out, n_in, alpha)
+
+
+def fractional(scores: MemorizationScores) -> MemorizationScores:
+    """IMN26's (P_in - P_out) / (P_in + P_out) from the counts behind any estimate (0 if both are 0)."""
+    level = 1.0 - np.sqrt(1.0 - scores.alpha)
+    in_low, in_high = stats.wilson_interval(scores.correct_in, scores.n_in, level)
+    out_low, out_high = stats.wilson_interval(scores.correct_out, scores.n_out, level)
+
+    def ratio(p_in, p_out):
+        total = np.asarray(p_in + p_out, dtype=float)
+        return np.divide(p_in - p_out, total, out=np.zeros_like(total), where=total > 0)
+
+    return MemorizationScores(f"fractional({scores.method})", scores.points,
+                              ratio(scores.p_in, scores.p_out), ratio(in_low, out_high),
+                              ratio(in_high, out_low), scores.correct_in, scores.n_in,
+                              scores.correct_out, scores.n_out, scores.alpha)

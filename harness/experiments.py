@@ -1,0 +1,88 @@
+"""The experiments claim tests share, each a few calls of the one training path.
+
+- :func:`loo_scores`: exact leave-one-out memorization (closed form for the ridge family,
+  a LOO plan over targets stratified by sub-population size for the MLP);
+- :func:`subsampled_scores`: Feldman & Zhang's estimate at sampling rate r;
+- :func:`approximation_error`: both on the same points, joined into one DataFrame with
+  error = subsampled - LOO, the point's sub-population size and bin, and its SPP.
+
+Every ensemble goes through the store, so claims that need the same models share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness import estimators
+from harness.data import Dataset
+from harness.ensemble import Ensemble, train_ensemble
+from harness.estimators import MemorizationScores
+from harness.masks import full_plan, loo_plan, subsampled_plan
+from harness.profiles import SIZE_BINS, Profile, size_bin
+from harness.store import Store
+
+
+def pick_targets(dataset: Dataset, per_bin: int, seed: int = 0) -> np.ndarray:
+    """LOO targets: up to ``per_bin`` points from each size bin (random points if sizes are unknown)."""
+    rng = np.random.default_rng(seed)
+    sizes = dataset.group_size_train
+    if not sizes.any():
+        return np.sort(rng.choice(dataset.n_train, min(dataset.n_train, per_bin * len(SIZE_BINS)),
+                                  replace=False))
+    chosen = []
+    for low, high in SIZE_BINS.values():
+        members = np.flatnonzero((sizes >= low) & (sizes <= high))
+        chosen.append(rng.choice(members, min(per_bin, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def loo_scores(dataset: Dataset, spec, profile: Profile, store: Store, device: str = "cpu",
+               seed: int = 0) -> tuple[MemorizationScores, Ensemble]:
+    if spec.family == "ridge":
+        ensemble = train_ensemble(dataset, spec, full_plan(dataset.n_train, profile.loo_draws),
+                                  store, seed, device)
+        return estimators.closed_form_loo(ensemble.masks, ensemble.arrays["train_margin"],
+                                          ensemble.arrays["loo_margin"]), ensemble
+    targets = pick_targets(dataset, profile.loo_targets_per_bin, seed)
+    plan = loo_plan(dataset.n_train, targets, profile.loo_models_per_target)
+    ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
+    return estimators.exact_loo(ensemble.masks, ensemble.arrays["train_margin"], plan.left_out), ensemble
+
+
+def subsampled_scores(dataset: Dataset, spec, rate: float, models: int, store: Store,
+                      device: str = "cpu", seed: int = 0) -> tuple[MemorizationScores, Ensemble]:
+    plan = subsampled_plan(dataset.n_train, models, rate, seed)
+    ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
+    return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), ensemble
+
+
+@dataclass(frozen=True, eq=False)
+class ApproximationStudy:
+    """Exact LOO and subsampled scores of the same points; ``table`` has one row per point."""
+
+    loo: MemorizationScores
+    subsampled: MemorizationScores
+    table: pd.DataFrame
+    models: int
+
+
+def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, store: Store,
+                        device: str = "cpu", seed: int = 0) -> ApproximationStudy:
+    loo, loo_ensemble = loo_scores(dataset, spec, profile, store, device, seed)
+    sub, sub_ensemble = subsampled_scores(dataset, spec, rate, profile.subsampled_models, store,
+                                          device, seed)
+    sub = sub.at(loo.points)
+    full_rows = loo_ensemble.plan.left_out == -1
+    spp = loo_ensemble.arrays["train_spp"][full_rows][:, loo.points].mean(0)
+    sizes = dataset.group_size_train[loo.points]
+    table = pd.DataFrame({
+        "point": loo.points, "loo": loo.score, "loo_lower": loo.lower, "loo_upper": loo.upper,
+        "subsampled": sub.score, "sub_lower": sub.lower, "sub_upper": sub.upper,
+        "error": sub.score - loo.score, "size": sizes, "bin": size_bin(sizes), "spp": spp,
+        "mislabeled": (dataset.mislabeled_train[loo.points] if dataset.mislabeled_train is not None
+                       else np.zeros(len(loo.points), dtype=bool)),
+    })
+    return ApproximationStudy(loo, sub, table, loo_ensemble.n_models + sub_ensemble.n_models)

@@ -1,0 +1,91 @@
+"""Mask plans: which training points each model of an ensemble is trained on.
+
+A plan is a boolean matrix ``masks`` of shape (K models, n points) plus, per model, the
+target it leaves out (``left_out[k]``; -1 when none):
+
+- **exact leave-one-out** (:func:`loo_plan`): M models on the base set S and, for each
+  target i, M models on S \\ {i}; K = M (T + 1) models for T targets.
+- **subsampled** (:func:`subsampled_plan`, Feldman & Zhang 2020): k models on random subsets
+  of about m = r n points, balanced so that every point is in exactly round(r k) models
+  (each point's in/out counts, and so its interval width, are the same).
+- **full** (:func:`full_plan`): K models on all of S; with the ridge family's closed-form
+  LOO this is exact LOO for every point.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class MaskPlan:
+    kind: str
+    masks: np.ndarray
+    left_out: np.ndarray
+    params: dict = field(default_factory=dict)
+
+    @property
+    def n_models(self) -> int:
+        return self.masks.shape[0]
+
+    @property
+    def n_points(self) -> int:
+        return self.masks.shape[1]
+
+    def config(self) -> dict:
+        return {"kind": self.kind, **self.params}
+
+    def seeds(self, seed: int) -> np.ndarray:
+        """One training seed per model, independent across plan kinds for the same ``seed``."""
+        rng = np.random.default_rng([seed, zlib.crc32(self.kind.encode())])
+        return rng.integers(0, 2**31 - 1, size=self.n_models)
+
+
+def full_plan(n: int, models: int) -> MaskPlan:
+    if n < 1 or models < 1:
+        raise ValueError(f"need n >= 1 points and >= 1 models, got n={n}, models={models}")
+    return MaskPlan("full", np.ones((models, n), dtype=bool), np.full(models, -1),
+                    {"n": n, "models": models})
+
+
+def loo_plan(n: int, targets, models_per_target: int, base: np.ndarray | None = None) -> MaskPlan:
+    """M models on ``base`` (default: every point) and M on base minus each target."""
+    targets = np.asarray(targets, dtype=np.int64)
+    base = np.ones(n, dtype=bool) if base is None else np.asarray(base, dtype=bool)
+    if models_per_target < 1:
+        raise ValueError(f"models_per_target must be >= 1, got {models_per_target}")
+    if base.shape != (n,):
+        raise ValueError(f"base must be a bool mask of shape ({n},), got {base.shape}")
+    if targets.ndim != 1 or len(targets) == 0 or len(np.unique(targets)) != len(targets):
+        raise ValueError("targets must be a non-empty 1-D array of distinct point indices")
+    if targets.min() < 0 or targets.max() >= n or not base[targets].all():
+        raise ValueError(f"every target must be a point of the base set (indices 0..{n - 1})")
+    rows = np.repeat(np.concatenate([[-1], targets]), models_per_target)
+    masks = np.tile(base, (len(rows), 1))
+    leave = rows >= 0
+    masks[np.flatnonzero(leave), rows[leave]] = False
+    return MaskPlan("loo", masks, rows, {"n": n, "models_per_target": models_per_target,
+                                         "targets": len(targets)})
+
+
+def subsampled_plan(n: int, models: int, rate: float, seed: int = 0) -> MaskPlan:
+    """k models on subsets of about r n points; each point in exactly round(r k) models."""
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"sampling rate r must lie strictly between 0 and 1, got {rate}")
+    if n < 1:
+        raise ValueError(f"need n >= 1 points, got {n}")
+    included = round(rate * models)
+    if included < 1 or models - included < 1:
+        need = math.ceil(1.0 / min(rate, 1.0 - rate))
+        raise ValueError(f"k={models} models at r={rate} cannot put every point both in and out "
+                         f"of at least one model; use k >= {need}")
+    rng = np.random.default_rng(seed)
+    # Each column picks its `included` rows at random: ranks of iid keys down the column.
+    ranks = rng.random((models, n)).argsort(axis=0).argsort(axis=0)
+    masks = ranks < included
+    return MaskPlan("subsampled", masks, np.full(models, -1),
+                    {"n": n, "models": models, "rate": rate, "seed": seed})

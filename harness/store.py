@@ -1,0 +1,282 @@
+"""Result store: ensembles of models trained on masked subsets, kept on disk and resumable.
+
+A *run* is an ensemble of K models (the datamodels / LiRA pattern). Model ``k`` is named by
+its row index and trained on the points ``i`` with ``masks[k, i]`` true. Its outputs live in
+memory-mapped ``.npy`` arrays with one row per model, plus a completion flag per model, so an
+interrupted job resumes where it stopped and several processes share the work.
+
+A run lives in ``root / key`` with
+
+    key = sha256(canonical_json(config) + masks.tobytes() + repr(masks.shape))[:16]
+
+and holds ``config.json``, ``schema.json``, ``masks.npy``, one ``<name>.npy`` of shape
+``(K, *shape)`` per schema entry (zeros, NaN for floating dtypes) and ``done.npy`` (uint8,
+one flag per model). A row counts as done only once its flag is set, and flags are written
+after the rows, so a process killed at any moment never leaves a half-written row marked done.
+
+Training goes in fixed chunks of rows ``[c * chunk_size, (c + 1) * chunk_size)``: a resumed
+run trains exactly the batches an uninterrupted one would, so results are bit-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from filelock import FileLock
+from tqdm import tqdm
+
+DEFAULT_STORE_ENV = "MEMSUITE_STORE"
+
+KEY_LENGTH = 16
+RESERVED_NAMES = ("masks", "done")  # file names the run itself uses
+ARRAY_NAME = re.compile(r"[A-Za-z0-9_]+")
+STORABLE_KINDS = "biufc"  # bool, signed and unsigned int, float, complex: fixed-size, memmappable
+
+Schema = dict[str, tuple[tuple[int, ...], str]]
+
+
+def default_root() -> Path:
+    """``$MEMSUITE_STORE``, else ``$XDG_CACHE_HOME/memsuite``, else ``~/.cache/memsuite``."""
+    if os.environ.get(DEFAULT_STORE_ENV):
+        return Path(os.environ[DEFAULT_STORE_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "memsuite"
+
+
+def _canonical_json(config: dict) -> str:
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    try:
+        return json.dumps(config, sort_keys=True, separators=(",", ":"))
+    except TypeError as error:
+        raise ValueError(f"config must be JSON-serializable (str, numbers, bools, None, lists, dicts): {error}") from None
+
+
+def _checked_masks(masks) -> np.ndarray:
+    masks = np.asarray(masks)
+    if masks.ndim != 2 or masks.dtype != bool:
+        raise ValueError(f"masks must be a 2-D bool array (models x points), got shape {masks.shape} "
+                         f"and dtype {masks.dtype}; convert 0/1 masks with .astype(bool)")
+    if masks.shape[0] < 1 or masks.shape[1] < 1:
+        raise ValueError(f"masks must hold at least one model and one point, got shape {masks.shape}")
+    return np.ascontiguousarray(masks)
+
+
+def _checked_schema(schema) -> Schema:
+    """Normalise ``{name: (shape, dtype)}`` to tuples of ints and canonical dtype names."""
+    if not isinstance(schema, dict) or not schema:
+        raise ValueError("schema must be a non-empty dict {name: (shape, dtype)}")
+    normalised = {}
+    for name, entry in schema.items():
+        if not isinstance(name, str) or not ARRAY_NAME.fullmatch(name) or name in RESERVED_NAMES:
+            raise ValueError(f"schema name {name!r} must be letters, digits and underscores, "
+                             f"and not one of {RESERVED_NAMES}")
+        try:
+            shape, dtype_name = entry
+            shape = tuple(int(size) for size in shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"schema[{name!r}] must be (shape tuple, dtype string), got {entry!r}") from None
+        if any(size < 0 for size in shape):
+            raise ValueError(f"schema[{name!r}] has a negative size in shape {shape}")
+        if not isinstance(dtype_name, str):
+            raise ValueError(f"schema[{name!r}] dtype must be a numpy dtype string such as 'float32', got {dtype_name!r}")
+        try:
+            dtype = np.dtype(dtype_name)
+        except TypeError:
+            raise ValueError(f"schema[{name!r}] dtype {dtype_name!r} is not a numpy dtype string") from None
+        if dtype.kind not in STORABLE_KINDS:
+            raise ValueError(f"schema[{name!r}] dtype {dtype_name!r} cannot be stored: use a bool, int, "
+                             f"uint, float or complex dtype")
+        normalised[name] = (shape, dtype.name)
+    return normalised
+
+
+def run_key(config: dict, masks: np.ndarray) -> str:
+    """The run's address: a hash of its config and training masks (schema not included)."""
+    masks = _checked_masks(masks)
+    digest = hashlib.sha256()
+    digest.update(_canonical_json(config).encode())
+    digest.update(masks.tobytes())
+    digest.update(repr(masks.shape).encode())
+    return digest.hexdigest()[:KEY_LENGTH]
+
+
+class Run:
+    """An existing run directory. Create runs with :meth:`Store.open`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.key = self.path.name
+        if not (self.path / "done.npy").is_file():
+            raise ValueError(f"{self.path} is not a run directory (no done.npy)")
+        self.config = json.loads((self.path / "config.json").read_text())
+        self.masks = np.load(self.path / "masks.npy", mmap_mode="r")
+        self.schema = {name: (tuple(shape), dtype)
+                       for name, (shape, dtype) in json.loads((self.path / "schema.json").read_text()).items()}
+
+    def __repr__(self) -> str:
+        return f"Run({self.key}, {self.n_models - len(self.missing())}/{self.n_models} models done)"
+
+    @property
+    def n_models(self) -> int:
+        return self.masks.shape[0]
+
+    def missing(self) -> np.ndarray:
+        """Sorted row indices of the models not yet complete."""
+        # Mapped afresh each call: other processes may have set flags since.
+        return np.flatnonzero(np.load(self.path / "done.npy", mmap_mode="r") == 0)
+
+    def is_complete(self) -> bool:
+        return len(self.missing()) == 0
+
+    def write(self, rows, outputs: dict[str, np.ndarray]) -> None:
+        """Store ``outputs[name][j]`` as row ``rows[j]`` of every array, then mark the rows done."""
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or rows.dtype.kind not in "iu":
+            raise ValueError(f"rows must be a 1-D integer array, got shape {rows.shape} and dtype {rows.dtype}")
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.n_models):
+            raise ValueError(f"rows must lie in [0, {self.n_models}), got {rows.min()} .. {rows.max()}")
+        if len(np.unique(rows)) != len(rows):
+            raise ValueError("rows must not repeat")
+        if set(outputs) != set(self.schema):
+            raise ValueError(f"outputs must have exactly the schema's arrays {sorted(self.schema)}, "
+                             f"got {sorted(outputs)}")
+        values = {}
+        for name, (shape, dtype) in self.schema.items():
+            value = np.asarray(outputs[name])
+            if value.shape != (len(rows), *shape):
+                raise ValueError(f"outputs[{name!r}] must have shape {(len(rows), *shape)} "
+                                 f"(rows x schema shape), got {value.shape}")
+            values[name] = value.astype(dtype, copy=False)
+        # Rows first, flags after: a process killed in between leaves these rows not done.
+        for name, value in values.items():
+            array = np.load(self.path / f"{name}.npy", mmap_mode="r+")
+            array[rows] = value
+            array.flush()
+        done = np.load(self.path / "done.npy", mmap_mode="r+")
+        done[rows] = 1
+        done.flush()
+
+    def fill(self, train_rows: Callable[[np.ndarray], dict[str, np.ndarray]], chunk_size: int,
+             progress: bool = True, desc: str = "") -> int:
+        """Train every fixed chunk of rows that holds a missing model; return how many models were trained.
+
+        ``train_rows(rows)`` gets all rows of one chunk and returns ``{name: array of shape
+        (len(rows), *shape)}``. The run's file lock makes concurrent callers take turns; one
+        that finds the work already done returns 0.
+        """
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        with FileLock(self.path / ".lock"):
+            chunks = np.unique(self.missing() // chunk_size)
+            chunk_rows = [np.arange(c * chunk_size, min((c + 1) * chunk_size, self.n_models)) for c in chunks]
+            total = sum(len(rows) for rows in chunk_rows)
+            with tqdm(total=total, desc=desc or self.key, unit="model", disable=not progress) as bar:
+                for rows in chunk_rows:
+                    self.write(rows, train_rows(rows))
+                    bar.update(len(rows))
+        return total
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Read-only memory maps of every schema array; the run must be complete."""
+        missing = len(self.missing())
+        if missing:
+            raise RuntimeError(f"run {self.key} ({self.path}) is incomplete: {missing} of "
+                               f"{self.n_models} models missing; call fill() first")
+        return {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in self.schema}
+
+
+class Store:
+    """A directory of runs, one sub-directory per run key."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_root()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def open(self, config: dict, masks: np.ndarray, schema: Schema) -> Run:
+        """The run for ``config`` and ``masks``, created (empty) if it does not exist yet."""
+        masks = _checked_masks(masks)
+        schema = _checked_schema(schema)
+        key = run_key(config, masks)
+        path = self.root / key
+        if not path.exists():
+            self._create(path, config, masks, schema)
+        run = Run(path)
+        if _canonical_json(run.config) != _canonical_json(config) or not np.array_equal(run.masks, masks):
+            raise ValueError(f"{path} holds a different config or masks than requested (hash collision "
+                             f"or a corrupted store): delete that directory to start the run afresh")
+        if run.schema != schema:
+            raise ValueError(f"run {key} was created with schema {run.schema}, asked for {schema}: "
+                             f"change the config to start a new run, or delete {path}")
+        return run
+
+    def _create(self, path: Path, config: dict, masks: np.ndarray, schema: Schema) -> None:
+        """Build the run under a temporary name and rename it into place, so it appears whole or not at all."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=self.root))
+        try:
+            (staging / "config.json").write_text(json.dumps(config, sort_keys=True, indent=1))
+            (staging / "schema.json").write_text(
+                json.dumps({name: [list(shape), dtype] for name, (shape, dtype) in schema.items()}, indent=1))
+            np.save(staging / "masks.npy", masks)
+            n_models = masks.shape[0]
+            for name, (shape, dtype) in schema.items():
+                array = np.lib.format.open_memmap(staging / f"{name}.npy", mode="w+",
+                                                  dtype=dtype, shape=(n_models, *shape))
+                if np.dtype(dtype).kind in "fc":
+                    array[...] = np.nan  # unwritten floats stand out
+                array.flush()
+                del array
+            np.save(staging / "done.npy", np.zeros(n_models, dtype=np.uint8))
+            os.rename(staging, path)
+        except OSError:
+            # Another process renamed its copy into place first: keep theirs.
+            if not (path / "done.npy").is_file():
+                raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def runs(self) -> list[Run]:
+        """Every run in the store, sorted by key."""
+        if not self.root.is_dir():
+            return []
+        return [Run(path) for path in sorted(self.root.iterdir())
+                if len(path.name) == KEY_LENGTH and (path / "done.npy").is_file()]
+
+
+def _size_on_disk(path: Path) -> str:
+    size = float(sum(file.stat().st_blocks * 512 for file in path.iterdir() if file.is_file()))
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.store", description="List the runs in a result store.")
+    parser.add_argument("--root", help=f"store directory (default: ${DEFAULT_STORE_ENV} or ~/.cache/memsuite)")
+    store = Store(parser.parse_args(argv).root)
+    runs = store.runs()
+    print(f"{store.root}: {len(runs)} run(s)")
+    for run in runs:
+        # Show the config's identifying fields when they are plain values.
+        label = " ".join(f"{field}={run.config[field]}" for field in ("name", "dataset", "model", "estimator")
+                         if isinstance(run.config.get(field), (str, int, float)))
+        done = run.n_models - len(run.missing())
+        print(f"{run.key}  {done:>6}/{run.n_models:<6} {_size_on_disk(run.path):>10}  {label}")
+
+
+if __name__ == "__main__":
+    main()

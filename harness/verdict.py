@@ -1,0 +1,240 @@
+"""Verdicts: one decisive statistic with its interval, compared to a threshold.
+
+Every claim test reduces its evidence to a :class:`Statistic` (an estimate with an
+interval [lower, upper]) and compares it to a :class:`Threshold` taken from the paper.
+With ``direction = "above"`` the claim holds when the statistic exceeds ``value``:
+
+    supported     if lower > value               (the whole interval on the claim's side)
+    refuted       if upper <= value              (the whole interval on the wrong side;
+                                                   the boundary itself counts as wrong)
+    inconclusive  otherwise                      (the interval straddles the threshold)
+
+``direction = "below"`` mirrors it: supported if upper < value, refuted if lower >= value.
+An interval with a NaN bound is never decided (inconclusive).
+
+A :class:`ClaimResult` bundles the verdict with everything a report needs (further
+statistics, the paper's figure, cost, notes, package versions) and round-trips
+through JSON via :meth:`ClaimResult.to_dict` / :meth:`ClaimResult.from_dict`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import platform
+from dataclasses import asdict, dataclass, field, fields
+
+SUPPORTED, REFUTED, INCONCLUSIVE = "supported", "refuted", "inconclusive"
+DIRECTIONS = ("above", "below")
+
+# Distributions whose versions are recorded with every result (memsuite is this harness), so a
+# report says what produced it.
+_RECORDED_DISTRIBUTIONS = (
+    "memsuite", "torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", "matplotlib",
+)
+
+# Keys that to_dict or the report writer derive; from_dict accepts and ignores them.
+_DERIVED_KEYS = frozenset({"verdict", "figures"})
+
+
+def format_number(x: float) -> str:
+    """Three significant digits: the precision a verdict paragraph or table needs."""
+    return f"{x:.3g}"
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One figure with its interval, resting on ``n`` units (models or points)."""
+
+    name: str
+    estimate: float
+    lower: float
+    upper: float
+    n: int
+    unit: str = "models"
+    note: str = ""
+
+    def __post_init__(self):
+        if not self.name:
+            raise ValueError("a Statistic needs a non-empty name")
+        # Claim tests pass numpy or torch scalars; plain floats keep results JSON-ready.
+        for attribute in ("estimate", "lower", "upper"):
+            object.__setattr__(self, attribute, float(getattr(self, attribute)))
+        if self.lower > self.upper:
+            raise ValueError(f"{self.name}: lower bound {self.lower} exceeds upper bound {self.upper}")
+        if int(self.n) != self.n or self.n < 0:
+            raise ValueError(f"{self.name}: n must be a non-negative integer, got {self.n!r}")
+        object.__setattr__(self, "n", int(self.n))
+
+    @property
+    def half_width(self) -> float:
+        return (self.upper - self.lower) / 2
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (f"{self.name} = {format_number(self.estimate)} "
+                f"[{format_number(self.lower)}, {format_number(self.upper)}] (n = {self.n} {self.unit})")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The value a statistic must pass for the claim to hold, and where that value comes from."""
+
+    value: float
+    direction: str
+    source: str
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if not self.source:
+            raise ValueError("a Threshold needs a source: say where the value comes from")
+        object.__setattr__(self, "value", float(self.value))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.direction} {format_number(self.value)}"
+
+
+def decide(statistic: Statistic, threshold: Threshold) -> str:
+    """SUPPORTED, REFUTED or INCONCLUSIVE by where the interval lies (module docstring)."""
+    lower, upper, value = statistic.lower, statistic.upper, threshold.value
+    if threshold.direction == "above":
+        if lower > value:
+            return SUPPORTED
+        if upper <= value:
+            return REFUTED
+    else:
+        if upper < value:
+            return SUPPORTED
+        if lower >= value:
+            return REFUTED
+    return INCONCLUSIVE
+
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    versions = [("python", platform.python_version())]
+    for distribution in _RECORDED_DISTRIBUTIONS:
+        try:
+            versions.append((distribution, importlib.metadata.version(distribution)))
+        except importlib.metadata.PackageNotFoundError:
+            pass  # not installed here: record nothing rather than fail a claim test
+    return tuple(versions)
+
+
+def installed_versions() -> dict[str, str]:
+    """Python and the recorded packages' versions; packages that are not installed are left out."""
+    return dict(_installed_versions())
+
+
+@dataclass
+class ClaimResult:
+    """Outcome of one case of one claim test: the verdict and everything its report shows.
+
+    ``versions`` defaults to the running environment and is kept when a result is read
+    back from JSON, so a stored result still says what produced it.
+    """
+
+    claim: str
+    case: str
+    dataset: str
+    decisive: Statistic
+    threshold: Threshold
+    statistics: list[Statistic] = field(default_factory=list)
+    paper: dict = field(default_factory=dict)
+    models_trained: int = 0
+    seconds: float = 0.0
+    models_to_decide: int | None = None
+    notes: list[str] = field(default_factory=list)
+    versions: dict = field(default_factory=installed_versions)
+
+    def __post_init__(self):
+        if not self.claim or not self.case:
+            raise ValueError(f"claim and case must be non-empty, got claim={self.claim!r}, case={self.case!r}")
+        if not isinstance(self.decisive, Statistic) or not isinstance(self.threshold, Threshold):
+            raise ValueError("decisive must be a Statistic and threshold a Threshold")
+        if not all(isinstance(s, Statistic) for s in self.statistics):
+            raise ValueError("statistics must be a list of Statistic")
+        if self.models_trained < 0 or self.seconds < 0:
+            raise ValueError(f"models_trained and seconds must be >= 0, got {self.models_trained}, {self.seconds}")
+        if self.models_to_decide is not None and self.models_to_decide < 0:
+            raise ValueError(f"models_to_decide must be None or >= 0, got {self.models_to_decide}")
+        self.models_trained = int(self.models_trained)
+        self.seconds = float(self.seconds)
+        if self.models_to_decide is not None:
+            self.models_to_decide = int(self.models_to_decide)
+
+    @property
+    def verdict(self) -> str:
+        return decide(self.decisive, self.threshold)
+
+    @property
+    def key(self) -> str:
+        """``claim/case``: how reports and the baseline name this case."""
+        return f"{self.claim}/{self.case}"
+
+    def all_statistics(self) -> list[Statistic]:
+        """The decisive statistic first, then the others; a name listed twice must mean the same figure."""
+        by_name: dict[str, Statistic] = {}
+        for statistic in [self.decisive, *self.statistics]:
+            earlier = by_name.setdefault(statistic.name, statistic)
+            if earlier != statistic:
+                raise ValueError(f"{self.key}: two different statistics are both named {statistic.name!r}")
+        return list(by_name.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "claim": self.claim,
+            "case": self.case,
+            "dataset": self.dataset,
+            "verdict": self.verdict,
+            "decisive": self.decisive.as_dict(),
+            "threshold": self.threshold.as_dict(),
+            "statistics": [s.as_dict() for s in self.statistics],
+            "paper": dict(self.paper),
+            "models_trained": self.models_trained,
+            "seconds": self.seconds,
+            "models_to_decide": self.models_to_decide,
+            "notes": list(self.notes),
+            "versions": dict(self.versions),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClaimResult:
+        """Inverse of :meth:`to_dict`; the verdict is recomputed, not read."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known - _DERIVED_KEYS
+        if unknown:
+            raise ValueError(f"unknown keys in a ClaimResult dict: {sorted(unknown)}; allowed: {sorted(known)}")
+        missing = {"claim", "case", "dataset", "decisive", "threshold"} - set(d)
+        if missing:
+            raise ValueError(f"a ClaimResult dict needs the keys {sorted(missing)}")
+        values = {name: d[name] for name in known if name in d}
+        values["decisive"] = Statistic(**d["decisive"])
+        values["threshold"] = Threshold(**d["threshold"])
+        values["statistics"] = [Statistic(**s) for s in d.get("statistics", [])]
+        return cls(**values)
+
+    def paper_text(self) -> str:
+        """The paper's figure and its source in words ('' when there is none)."""
+        figure, source = self.paper.get("figure", ""), self.paper.get("source", "")
+        parts = [f"{figure} ({source})" if figure and source else str(figure or source)]
+        parts += [f"{k}: {v}" for k, v in self.paper.items() if k not in ("figure", "source")]
+        return "; ".join(part for part in parts if part)
+
+    def message(self) -> str:
+        sentences = [
+            f"{self.key} on {self.dataset}: {self.verdict.upper()}.",
+            f"Decisive statistic {self.decisive}; the claim holds when it is {self.threshold} "
+            f"(threshold from {self.threshold.source}).",
+        ]
+        if self.paper:
+            sentences.append(f"Paper: {self.paper_text()}.")
+        if self.verdict == INCONCLUSIVE and self.models_to_decide is not None:
+            sentences.append(f"About {self.models_to_decide} models per arm would decide it.")
+        return " ".join(sentences)

@@ -1,0 +1,370 @@
+"""Unit tests of harness.stats: published and hand-computed values, coverage, properties, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as scipy_stats
+
+from harness.stats import (
+    Interval,
+    OperatingPoint,
+    bootstrap_correlation,
+    bootstrap_difference,
+    bootstrap_mean,
+    fpr_at_tpr,
+    models_for_difference,
+    models_to_resolve,
+    newcombe_difference,
+    pearson,
+    rates_at_threshold,
+    spearman,
+    wilson_interval,
+)
+
+Z_975 = 1.959963984540054  # Phi^-1(0.975)
+Z_80 = 0.8416212335729143  # Phi^-1(0.8)
+
+
+def wilson_by_hand(successes: int, trials: int, z: float = Z_975) -> tuple[float, float]:
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# --------------------------------------------------------------------------- Wilson
+
+
+@pytest.mark.parametrize("successes, expected", [
+    # Textbook values (Newcombe 1998, "Two-sided confidence intervals for the single proportion").
+    (0, (0.0, 0.2775)),
+    (5, (0.2366, 0.7634)),
+    (10, (0.7225, 1.0)),
+])
+def test_wilson_matches_textbook_values_for_ten_trials(successes, expected):
+    lower, upper = wilson_interval(successes, 10)
+    assert (lower, upper) == pytest.approx(expected, abs=5e-5)
+    assert (lower, upper) == pytest.approx(wilson_by_hand(successes, 10), abs=1e-12)
+
+
+def test_wilson_with_no_trials_is_the_whole_unit_interval():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_wilson_broadcasts_arrays_like_scalars():
+    successes = np.array([[0, 3, 7], [1, 2, 0]])
+    trials = np.array([10, 7, 7])
+    lower, upper = wilson_interval(successes, trials, alpha=0.1)
+    assert lower.shape == upper.shape == (2, 3)
+    for index in np.ndindex(successes.shape):
+        expected = wilson_interval(int(successes[index]), int(trials[index[1]]), alpha=0.1)
+        assert (lower[index], upper[index]) == pytest.approx(expected)
+
+
+def test_wilson_coverage_near_nominal_by_simulation():
+    rng = np.random.default_rng(12345)
+    p, trials = 0.3, 50
+    lower, upper = wilson_interval(rng.binomial(trials, p, size=2000), trials)
+    coverage = np.mean((lower <= p) & (p <= upper))
+    assert 0.93 <= coverage <= 0.97
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 10_000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+       st.floats(0.001, 0.5))
+def test_wilson_brackets_the_observed_share(counts, alpha):
+    successes, trials = counts
+    lower, upper = wilson_interval(successes, trials, alpha)
+    assert 0.0 <= lower <= successes / trials <= upper <= 1.0
+
+
+# --------------------------------------------------------------------------- Newcombe
+
+
+@pytest.mark.parametrize("s1, n1, s2, n2, lower, upper", [
+    # Newcombe (1998), Stat Med 17:873-890, Table II, method 10.
+    (56, 70, 48, 80, 0.0524, 0.3339),
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (6, 7, 2, 7, 0.0582, 0.8062),
+    (5, 56, 0, 29, -0.0381, 0.1926),
+    (0, 10, 0, 20, -0.1611, 0.2775),
+    (0, 10, 0, 10, -0.2775, 0.2775),
+    (10, 10, 0, 20, 0.6791, 1.0),
+    (10, 10, 0, 10, 0.6075, 1.0),
+])
+def test_newcombe_matches_published_table(s1, n1, s2, n2, lower, upper):
+    estimate, got_lower, got_upper = newcombe_difference(s1, n1, s2, n2)
+    assert estimate == pytest.approx(s1 / n1 - s2 / n2)
+    assert (got_lower, got_upper) == pytest.approx((lower, upper), abs=5e-5)
+
+
+def test_newcombe_broadcasts_and_marks_empty_arms():
+    estimate, lower, upper = newcombe_difference([56, 0, 3], [70, 0, 5], [48, 48, 0], [80, 80, 0])
+    assert estimate[0] == pytest.approx(0.2)
+    assert np.isnan(estimate[1:]).all()
+    assert lower[1:].tolist() == [-1.0, -1.0] and upper[1:].tolist() == [1.0, 1.0]
+
+
+def test_newcombe_coverage_near_nominal_by_simulation():
+    rng = np.random.default_rng(7)
+    p1, n1, p2, n2 = 0.3, 40, 0.5, 60
+    _, lower, upper = newcombe_difference(rng.binomial(n1, p1, 2000), n1, rng.binomial(n2, p2, 2000), n2)
+    coverage = np.mean((lower <= p1 - p2) & (p1 - p2 <= upper))
+    assert 0.93 <= coverage <= 0.97
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 500).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+       st.integers(1, 500).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_newcombe_brackets_the_observed_difference(arm1, arm2):
+    estimate, lower, upper = newcombe_difference(*arm1, *arm2)
+    assert -1.0 <= lower <= estimate <= upper <= 1.0
+
+
+# --------------------------------------------------------------------------- Interval
+
+
+def test_interval_helpers():
+    interval = Interval(0.5, 0.25, 1.0, 12, "wilson")
+    assert interval.width == 0.75
+    assert interval.contains(0.25) and interval.contains(1.0) and not interval.contains(0.2)
+    assert interval.as_dict() == {"estimate": 0.5, "lower": 0.25, "upper": 1.0, "n": 12, "method": "wilson"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        interval.lower = 0.0
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_mean_agrees_with_normal_theory_on_normal_data():
+    x = np.random.default_rng(3).normal(10.0, 2.0, size=400)
+    interval = bootstrap_mean(x, n_boot=4000)
+    standard_error = x.std(ddof=1) / math.sqrt(x.size)
+    assert interval.estimate == pytest.approx(x.mean())
+    assert interval.lower == pytest.approx(x.mean() - Z_975 * standard_error, abs=0.25 * standard_error)
+    assert interval.upper == pytest.approx(x.mean() + Z_975 * standard_error, abs=0.25 * standard_error)
+    assert interval.n == 400
+
+
+def test_bootstrap_is_reproducible_for_a_seed():
+    x = np.arange(30.0) ** 1.5
+    assert bootstrap_mean(x, seed=4) == bootstrap_mean(x, seed=4)
+    assert bootstrap_mean(x, seed=4) != bootstrap_mean(x, seed=5)
+
+
+def test_paired_bootstrap_is_narrower_when_the_pairs_share_noise():
+    rng = np.random.default_rng(11)
+    shared = rng.normal(0.0, 5.0, size=60)
+    a = shared + 1.0 + rng.normal(0.0, 0.5, size=60)
+    b = shared + rng.normal(0.0, 0.5, size=60)
+    paired = bootstrap_difference(a, b, paired=True)
+    unpaired = bootstrap_difference(a, b)
+    assert paired.estimate == unpaired.estimate == pytest.approx(a.mean() - b.mean())
+    assert paired.contains(1.0) and paired.lower > 0
+    assert paired.width < unpaired.width / 3
+    assert (paired.n, unpaired.n) == (60, 120)
+
+
+def test_bootstrap_reports_how_many_nans():
+    with pytest.raises(ValueError, match="2 NaN"):
+        bootstrap_mean([1.0, np.nan, 3.0, np.nan])
+    with pytest.raises(ValueError, match="1 NaN"):
+        bootstrap_difference([1.0, 2.0, 3.0], [1.0, np.nan, 3.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=40), st.integers(0, 2**32 - 1))
+def test_bootstrap_mean_interval_contains_the_sample_mean(values, seed):
+    interval = bootstrap_mean(values, n_boot=200, seed=seed)
+    tolerance = 1e-9 * (1 + max(abs(v) for v in values))
+    assert interval.lower - tolerance <= np.mean(values) <= interval.upper + tolerance
+
+
+# --------------------------------------------------------------------------- correlation
+
+
+def test_pearson_matches_scipy_fisher_interval():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=40)
+    y = 0.5 * x + rng.normal(size=40)
+    interval = pearson(x, y, alpha=0.1)
+    reference = scipy_stats.pearsonr(x, y)
+    expected = reference.confidence_interval(confidence_level=0.9)
+    assert interval.estimate == pytest.approx(reference.statistic)
+    assert (interval.lower, interval.upper) == pytest.approx((expected.low, expected.high))
+
+
+def test_spearman_uses_the_bonett_wright_standard_error():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=30)
+    y = np.exp(x) + rng.normal(scale=0.5, size=30)
+    interval = spearman(x, y)
+    r = scipy_stats.spearmanr(x, y).statistic
+    half = Z_975 * math.sqrt((1 + r * r / 2) / 27)
+    assert interval.estimate == pytest.approx(r)
+    assert (interval.lower, interval.upper) == pytest.approx((math.tanh(math.atanh(r) - half),
+                                                               math.tanh(math.atanh(r) + half)))
+
+
+def test_perfectly_correlated_data_give_one():
+    x = np.linspace(0.1, 3.0, 20)
+    assert pearson(x, 2 * x + 1).estimate == pytest.approx(1.0)
+    assert pearson(x, 2 * x + 1).lower == pytest.approx(1.0)
+    assert spearman(x, np.exp(x)).estimate == 1.0  # monotone but not linear
+    assert spearman(x, -np.exp(x)).upper == -1.0
+
+
+@pytest.mark.parametrize("correlation", [pearson, spearman,
+                                         lambda x, y: bootstrap_correlation(x, y, n_boot=500),
+                                         lambda x, y: bootstrap_correlation(x, y, "spearman", n_boot=500)])
+def test_independent_data_give_an_interval_around_zero(correlation):
+    rng = np.random.default_rng(8)
+    interval = correlation(rng.normal(size=200), rng.normal(size=200))
+    assert interval.contains(0.0)
+    assert interval.width < 0.35
+
+
+def test_bootstrap_correlation_skips_and_counts_degenerate_resamples():
+    # 3 ones among 30: about (27/30)^30 = 4 % of resamples hold no 1 and have a constant x.
+    x = np.r_[np.zeros(27), np.ones(3)]
+    y = np.arange(30.0)
+    interval = bootstrap_correlation(x, y)
+    skipped = int(re.search(r"(\d+) degenerate skipped", interval.method).group(1))
+    assert 0.02 * 2000 < skipped < 0.07 * 2000
+    assert interval.contains(interval.estimate)
+
+
+def test_bootstrap_correlation_refuses_too_many_degenerate_resamples():
+    with pytest.raises(ValueError, match="constant x or y"):
+        bootstrap_correlation([0, 0, 0, 0, 1], [1, 2, 3, 4, 5])
+
+
+# --------------------------------------------------------------------------- detection rates
+
+HAND_SCORES = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+HAND_POSITIVE = [1, 1, 0, 1, 0, 0, 1, 0]
+
+
+def test_rates_at_threshold_on_a_hand_made_example():
+    # score >= 0.6 flags 0.9, 0.8, 0.7, 0.6: 3 true positives (of 4) and 1 false positive (of 4).
+    rates = rates_at_threshold(HAND_SCORES, HAND_POSITIVE, threshold=0.6)
+    expected = {"tpr": (3, 4), "fpr": (1, 4), "precision": (3, 4), "false_discovery_rate": (1, 4)}
+    assert set(rates) == set(expected)
+    for name, (successes, trials) in expected.items():
+        assert rates[name].estimate == successes / trials
+        assert rates[name].n == trials
+        assert (rates[name].lower, rates[name].upper) == pytest.approx(wilson_interval(successes, trials))
+
+
+def test_rates_with_nothing_flagged_have_undefined_precision():
+    rates = rates_at_threshold(HAND_SCORES, HAND_POSITIVE, threshold=5.0)
+    assert rates["tpr"].estimate == 0.0
+    assert math.isnan(rates["precision"].estimate)
+    assert (rates["precision"].lower, rates["precision"].upper, rates["precision"].n) == (0.0, 1.0, 0)
+
+
+@pytest.mark.parametrize("target, threshold, fpr", [
+    (0.75, 0.6, 0.25),  # the third positive (0.6) flags one negative (0.7)
+    (0.5, 0.8, 0.0),
+    (1.0, 0.3, 0.75),   # the last positive (0.3) flags 0.7, 0.5, 0.4
+])
+def test_fpr_at_tpr_on_a_hand_made_example(target, threshold, fpr):
+    point = fpr_at_tpr(HAND_SCORES, HAND_POSITIVE, target_tpr=target)
+    assert isinstance(point, OperatingPoint)
+    assert point.threshold == threshold
+    assert point.tpr.estimate >= target
+    assert point.fpr.estimate == fpr and point.fpr.n == 4
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20).map(float), st.booleans()), min_size=1, max_size=60)
+       .filter(lambda rows: any(positive for _, positive in rows)),
+       st.floats(0.01, 1.0))
+def test_fpr_at_tpr_picks_the_largest_threshold_reaching_the_target(rows, target):
+    scores = np.array([score for score, _ in rows])
+    positive = np.array([flag for _, flag in rows])
+    point = fpr_at_tpr(scores, positive, target_tpr=target)
+    assert point.tpr.estimate >= target
+    higher = scores[scores > point.threshold]
+    if higher.size:
+        next_threshold = higher.min()
+        assert rates_at_threshold(scores, positive, next_threshold)["tpr"].estimate < target
+
+
+# --------------------------------------------------------------------------- sample sizes
+
+
+def test_models_for_difference_matches_hand_computation():
+    # p1 = 0.6, p2 = 0.4, pbar = 0.5: (1.96 sqrt(0.5) + 0.8416 sqrt(0.48))^2 / 0.04 = 96.92 -> 97.
+    by_hand = (Z_975 * math.sqrt(2 * 0.5 * 0.5) + Z_80 * math.sqrt(0.6 * 0.4 + 0.4 * 0.6)) ** 2 / 0.2**2
+    assert by_hand == pytest.approx(96.92, abs=0.01)
+    assert models_for_difference(0.2) == 97
+    # p1 = 0.55, p2 = 0.45: 391.3 -> 392.
+    assert models_for_difference(0.1) == 392
+
+
+def test_models_for_difference_shrinks_with_the_effect_and_survives_clipping():
+    sizes = [models_for_difference(d, p=0.7) for d in (0.05, 0.1, 0.2, 0.4, 0.8)]
+    assert sizes == sorted(sizes, reverse=True)
+    assert 1 <= models_for_difference(1.0) <= 3
+
+
+def test_models_to_resolve_scales_with_the_squared_ratio():
+    assert models_to_resolve(0.2, 100, 0.1) == 400
+    assert models_to_resolve(0.1, 100, 0.1) == 100
+    assert models_to_resolve(0.3, 20, 0.2) == 45
+
+
+# --------------------------------------------------------------------------- bad input
+
+BAD_CALLS = {
+    "wilson: successes above trials": lambda: wilson_interval(11, 10),
+    "wilson: negative successes": lambda: wilson_interval(-1, 10),
+    "wilson: negative trials in array": lambda: wilson_interval([0, 0], [5, -1]),
+    "wilson: alpha zero": lambda: wilson_interval(1, 10, alpha=0.0),
+    "wilson: alpha one": lambda: wilson_interval(1, 10, alpha=1.0),
+    "wilson: NaN": lambda: wilson_interval(np.nan, 10),
+    "newcombe: successes above trials": lambda: newcombe_difference(3, 2, 1, 5),
+    "newcombe: bad alpha": lambda: newcombe_difference(1, 2, 1, 5, alpha=2.0),
+    "bootstrap: one observation": lambda: bootstrap_mean([1.0]),
+    "bootstrap: two-dimensional": lambda: bootstrap_mean([[1.0, 2.0], [3.0, 4.0]]),
+    "bootstrap: infinite value": lambda: bootstrap_mean([1.0, np.inf, 2.0]),
+    "bootstrap: too few resamples": lambda: bootstrap_mean([1.0, 2.0, 3.0], n_boot=10),
+    "bootstrap: bad alpha": lambda: bootstrap_mean([1.0, 2.0, 3.0], alpha=-0.1),
+    "paired bootstrap: unequal lengths": lambda: bootstrap_difference([1, 2, 3], [1, 2], paired=True),
+    "pearson: three pairs": lambda: pearson([1, 2, 3], [1, 2, 4]),
+    "pearson: unequal lengths": lambda: pearson([1, 2, 3, 4, 5], [1, 2, 3, 4]),
+    "pearson: constant x": lambda: pearson([1, 1, 1, 1, 1], [1, 2, 3, 4, 5]),
+    "pearson: NaN": lambda: pearson([1, 2, np.nan, 4, 5], [1, 2, 3, 4, 5]),
+    "spearman: three pairs": lambda: spearman([1, 2, 3], [1, 2, 4]),
+    "bootstrap correlation: unknown method": lambda: bootstrap_correlation([1, 2, 3, 4], [4, 3, 2, 1], "kendall"),
+    "rates: unequal lengths": lambda: rates_at_threshold([0.1, 0.2], [1], 0.5),
+    "rates: labels not 0/1": lambda: rates_at_threshold([0.1, 0.2], [1, 2], 0.5),
+    "rates: empty": lambda: rates_at_threshold([], [], 0.5),
+    "rates: NaN score": lambda: rates_at_threshold([np.nan, 0.2], [1, 0], 0.5),
+    "rates: NaN threshold": lambda: rates_at_threshold([0.1, 0.2], [1, 0], np.nan),
+    "fpr_at_tpr: no positives": lambda: fpr_at_tpr([0.1, 0.2], [0, 0]),
+    "fpr_at_tpr: target zero": lambda: fpr_at_tpr([0.1, 0.2], [1, 0], target_tpr=0.0),
+    "fpr_at_tpr: target above one": lambda: fpr_at_tpr([0.1, 0.2], [1, 0], target_tpr=1.5),
+    "models_for_difference: d zero": lambda: models_for_difference(0.0),
+    "models_for_difference: d above one": lambda: models_for_difference(1.5),
+    "models_for_difference: p one": lambda: models_for_difference(0.1, p=1.0),
+    "models_for_difference: power one": lambda: models_for_difference(0.1, power=1.0),
+    "models_for_difference: bad alpha": lambda: models_for_difference(0.1, alpha=0.0),
+    "models_to_resolve: zero half width": lambda: models_to_resolve(0.0, 10, 0.1),
+    "models_to_resolve: negative n": lambda: models_to_resolve(0.2, -5, 0.1),
+    "models_to_resolve: zero target": lambda: models_to_resolve(0.2, 10, 0.0),
+}
+
+
+@pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_bad_input_raises_value_error(call):
+    with pytest.raises(ValueError):
+        call()
