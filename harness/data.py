@@ -141,6 +141,12 @@ class SubpopulationSpec:
             raise ValueError("largest must be >= 2 and the sub-population counts >= 0")
         if self.subpops_per_class + self.singletons_per_class == 0:
             raise ValueError("each class needs at least one sub-population")
+        if self.dim < 1 or self.separation < 0 or self.spread < 0:
+            raise ValueError(f"dim must be >= 1 and separation, spread >= 0, got dim={self.dim}, "
+                             f"separation={self.separation}, spread={self.spread}")
+        if self.test_ratio < 0 or self.test_min < 1:
+            raise ValueError(f"test_ratio must be >= 0 and test_min >= 1 (every sub-population needs "
+                             f"test points), got {self.test_ratio}, {self.test_min}")
 
     def sizes(self) -> list[int]:
         """Sub-population sizes of one class, largest first, singletons last."""
@@ -204,11 +210,12 @@ def digits(test_fraction: float = 0.33, seed: int = 0) -> Dataset:
 
 
 def infer_subpopulations(dataset: Dataset, distance_threshold: float | None = None,
-                         features: tuple[np.ndarray, np.ndarray] | None = None) -> Dataset:
+                         features: tuple[np.ndarray, np.ndarray] | None = None,
+                         scale: float = 2.0) -> Dataset:
     """Infer sub-populations by clustering within each class (Ward linkage on features).
 
     Clusters are cut at ``distance_threshold`` (default: the median within-class
-    nearest-neighbour distance times 3), which yields a long tail of cluster sizes including
+    nearest-neighbour distance times ``scale``), which yields a long tail of cluster sizes including
     singletons. Test points join the nearest training cluster of their own class.
     ``features`` (train, test) replaces the raw inputs, e.g. with learned embeddings.
     """
@@ -225,7 +232,7 @@ def infer_subpopulations(dataset: Dataset, distance_threshold: float | None = No
             d = pairwise_distances(f_train[y_train == label])
             np.fill_diagonal(d, np.inf)
             nn.append(d.min(axis=1))
-        distance_threshold = 3.0 * float(np.median(np.concatenate(nn)))
+        distance_threshold = scale * float(np.median(np.concatenate(nn)))
     group_train = np.full(dataset.n_train, UNKNOWN_GROUP, dtype=np.int64)
     group_test = np.full(dataset.n_test, UNKNOWN_GROUP, dtype=np.int64)
     next_id = 0

@@ -1,5 +1,6 @@
 """The experiments claim tests share, each a few calls of the one training path.
 
+- :func:`load_dataset`: the suite's data sets by name, built from a profile;
 - :func:`loo_scores`: exact leave-one-out memorization (closed form for the ridge family,
   a LOO plan over targets stratified by sub-population size for the MLP);
 - :func:`subsampled_scores`: Feldman & Zhang's estimate at sampling rate r;
@@ -11,18 +12,70 @@ Every ensemble goes through the store, so claims that need the same models share
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from harness import estimators
-from harness.data import Dataset
+from harness import profiles as profiles_module
+from harness.data import Dataset, digits, infer_subpopulations, synthetic
 from harness.ensemble import Ensemble, train_ensemble
 from harness.estimators import MemorizationScores
 from harness.masks import full_plan, loo_plan, subsampled_plan
 from harness.profiles import SIZE_BINS, Profile, size_bin
 from harness.store import Store
+
+
+# Synthetic variants the claims are parametrized over: (tail exponent, separation, label noise).
+SYNTHETIC_VARIANTS = {
+    "synthetic": {},
+    "synthetic-steep": {"tail_exponent": 2.5},
+    "synthetic-overlapping": {"separation": 0.75},
+    "synthetic-noisy": {"label_noise": 0.05},
+}
+
+
+@lru_cache(maxsize=16)
+def load_dataset(name: str, profile_name: str) -> Dataset:
+    """A data set of the suite by name, sized by the profile; cached per process."""
+    profile = profiles_module.get(profile_name)
+    if name in SYNTHETIC_VARIANTS:
+        data = synthetic(profiles_module.with_synthetic(profile, **SYNTHETIC_VARIANTS[name]))
+        return replace(data, name=name)
+    if name == "digits":
+        data = digits()
+        if profile.digits_limit is not None and data.n_train > profile.digits_limit:
+            drop = np.ones(data.n_train, dtype=bool)
+            drop[np.random.default_rng(0).choice(data.n_train, profile.digits_limit, replace=False)] = False
+            data = data.without(drop)
+        return infer_subpopulations(data)
+    if name in ("mnist", "fashion-mnist"):
+        from harness import images
+
+        return images.load(name, limit_train=profile.image_limit_train,
+                           limit_test=profile.image_limit_test)
+    raise ValueError(f"unknown data set {name!r}; known: {sorted(SYNTHETIC_VARIANTS)} + "
+                     "['digits', 'mnist', 'fashion-mnist']")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One parametrized case of a claim: a data set, a model family, and optionally a rate."""
+
+    data: str
+    family: str
+    rate: float | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.family} on {self.data}" + (f" at r={self.rate}" if self.rate is not None else "")
+
+    def spec(self, profile: Profile):
+        if self.family not in ("ridge", "mlp"):
+            raise ValueError(f"unknown model family {self.family!r}; use 'ridge' or 'mlp'")
+        return profile.ridge if self.family == "ridge" else profile.mlp
 
 
 def pick_targets(dataset: Dataset, per_bin: int, seed: int = 0) -> np.ndarray:

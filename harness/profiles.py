@@ -40,6 +40,8 @@ class Profile:
     removal_models: int            # models per arm of a removal (marginal utility) experiment
     hypothesis_examples: int
     digits_limit: int | None = None
+    image_limit_train: int = 2000
+    image_limit_test: int = 1000
     rates: tuple = (0.5, 0.7, 0.9)
     notes: dict = field(default_factory=dict)
 

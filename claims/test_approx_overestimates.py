@@ -1,0 +1,115 @@
+"""approx-overestimates (IMN25 4.2): Feldman & Zhang's subsampled estimator (r < 1)
+overestimates memorization relative to exact leave-one-out; members of small
+sub-populations (size 2 to 10) are hit hardest, singletons and large sub-populations
+hardly at all.
+
+Per case, exact LOO and subsampled scores of the same points; error = subsampled - LOO.
+The claim holds when all three contrasts are above zero (an intersection-union test,
+each at the 95 % level, so no multiplicity correction is needed):
+
+    mean error(small) > 0,  mean error(small) - mean error(singletons) > 0,
+    mean error(small) - mean error(large) > 0.
+
+The decisive statistic is the contrast with the smallest lower bound (or one whose whole
+interval is at or below zero, which refutes the claim). Intervals: percentile bootstrap
+over points. The paper's own figures (share within 5 % error, false positives at 0.25 and
+0.45, largest error, SPP of the highest- and lowest-error points) are reported beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import plots, stats
+from harness.experiments import Case, approximation_error, load_dataset
+from harness.verdict import ClaimResult, Statistic, Threshold
+
+CLAIM = "approx-overestimates"
+THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: small sub-populations are overestimated, and more "
+                                    "than singletons and large sub-populations (the sign is the claim)")
+MIN_POINTS_PER_BIN = 3
+
+
+def cases(profile):
+    if profile.name == "smoke":
+        return [Case("synthetic", "ridge", 0.7), Case("synthetic", "mlp", 0.7), Case("digits", "ridge", 0.7)]
+    grid = [Case(data, family, rate) for data in ("synthetic", "synthetic-steep")
+            for family in ("ridge", "mlp") for rate in profile.rates]
+    return grid + [Case(data, family, 0.7) for data in ("synthetic-overlapping", "digits")
+                   for family in ("ridge", "mlp")]
+
+
+def contrasts(table, seed=0) -> list[Statistic]:
+    error = {b: table.loc[table["bin"] == b, "error"].to_numpy() for b in ("singleton", "small", "large")}
+    if len(error["small"]) < MIN_POINTS_PER_BIN:
+        raise ValueError(f"only {len(error['small'])} scored points in small sub-populations")
+    out = [Statistic("overestimation of small sub-populations",
+                     *_interval(stats.bootstrap_mean(error["small"], seed=seed)), unit="points")]
+    for other in ("singleton", "large"):
+        if len(error[other]) >= MIN_POINTS_PER_BIN:
+            diff = stats.bootstrap_difference(error["small"], error[other], seed=seed)
+            out.append(Statistic(f"overestimation small minus {other}", *_interval(diff), unit="points"))
+    return out
+
+
+def _interval(interval) -> tuple:
+    return interval.estimate, interval.lower, interval.upper, interval.n
+
+
+def decisive_of(candidates: list[Statistic]) -> Statistic:
+    wrong_side = [s for s in candidates if s.upper <= THRESHOLD.value]
+    return wrong_side[0] if wrong_side else min(candidates, key=lambda s: s.lower)
+
+
+def paper_statistics(table) -> list[Statistic]:
+    n = len(table)
+    within = int((table["error"].abs() < 0.05).sum())
+    low, high = stats.wilson_interval(within, n)
+    out = [Statistic("share of points within 5 % error", within / n, low, high, n, unit="points",
+                     note="IMN25 4.2: 8.5 % (abstract: under 6 %)"),
+           Statistic("largest overestimation", float(table["error"].max()), float(table["error"].max()),
+                     float(table["error"].max()), n, unit="points", note="IMN25 4.2: up to 57.5 %")]
+    for theta, paper in ((0.25, "16 %"), (0.45, "70 % (abstract: up to 93 %)")):
+        if (table["subsampled"] >= theta).any():
+            rate = stats.rates_at_threshold(table["subsampled"].to_numpy(),
+                                            table["loo"].to_numpy() >= theta, theta)["false_discovery_rate"]
+            out.append(Statistic(f"false positives at threshold {theta}", *_interval(rate), unit="points",
+                                 note=f"share flagged by the subsampled score but not by LOO; IMN25 4.2: {paper}"))
+    k = min(100, len(table) // 4)
+    if k >= 2:
+        ranked = table.sort_values("error")
+        for label, rows, paper in (("highest", ranked.tail(k), "0.77 +- 0.26"),
+                                   ("lowest", ranked.head(k), "0.32 +- 0.26")):
+            out.append(Statistic(f"SPP of the {k} {label}-error points",
+                                 *_interval(stats.bootstrap_mean(rows["spp"].to_numpy())), unit="points",
+                                 note=f"IMN25 4.2: {paper} for 100 points"))
+    return out
+
+
+@pytest.mark.claim(CLAIM)
+def test_subsampled_estimator_overestimates_small_subpopulations(case, profile, store, device, conclude):
+    data = load_dataset(case.data, profile.name)
+    study = approximation_error(data, case.spec(profile), case.rate, profile, store, device)
+    table = study.table
+    decisive = decisive_of(contrasts(table))
+    result = ClaimResult(
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
+        statistics=contrasts(table) + paper_statistics(table),
+        paper={"figure": "only 8.5 % of points within 5 % error; errors up to 57.5 %; false positives "
+                         "16 % at 0.25 and 70 % at 0.45; small sub-populations most affected",
+               "source": "IMN25 4.2 (CIFAR-10, VGG-6, 200 points x 100 LOO models, 4,000 subsampled)"},
+        models_trained=study.models,
+        models_to_decide=stats.models_to_resolve(decisive.half_width, study.models,
+                                                 max(abs(decisive.estimate), 1e-3)),
+        notes=[f"{len(table)} points scored by exact LOO ({study.loo.method}); sub-population sizes "
+               f"{'known' if case.data.startswith('synthetic') else 'inferred by clustering within each class'}",
+               "mean error by bin: " + ", ".join(f"{b} {g:.3f} (n={int(c)})" for b, (g, c) in
+                                                   table.groupby("bin")["error"].agg(["mean", "count"]).iterrows())],
+    )
+    title = f"{case.id}: subsampled vs exact LOO"
+    conclude(result,
+             figures={"error-histogram": plots.error_histogram(table, title),
+                      "loo-vs-subsampled": plots.loo_vs_subsampled(table, title)},
+             tables={"mean error by sub-population size": table.groupby("bin")[["loo", "subsampled", "error", "spp"]]
+                     .mean().round(3)})
