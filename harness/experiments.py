@@ -5,7 +5,8 @@
   a LOO plan over targets stratified by sub-population size for the MLP);
 - :func:`subsampled_scores`: Feldman & Zhang's estimate at sampling rate r;
 - :func:`approximation_error`: both on the same points, joined into one DataFrame with
-  error = subsampled - LOO, the point's sub-population size and bin, and its SPP.
+  error = subsampled - LOO, the point's sub-population size and bin, and its SPP (maximum
+  softmax probability) from models trained with it (``spp``) and without it (``spp_out``).
 
 Every ensemble goes through the store, so claims that need the same models share them.
 """
@@ -130,11 +131,14 @@ def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, s
     sub = sub.at(loo.points)
     full_rows = loo_ensemble.plan.left_out == -1
     spp = loo_ensemble.arrays["train_spp"][full_rows][:, loo.points].mean(0)
+    held_out = ~sub_ensemble.masks[:, loo.points]
+    spp_out = (sub_ensemble.arrays["train_spp"][:, loo.points] * held_out).sum(0) / held_out.sum(0)
     sizes = dataset.group_size_train[loo.points]
     table = pd.DataFrame({
         "point": loo.points, "loo": loo.score, "loo_lower": loo.lower, "loo_upper": loo.upper,
         "subsampled": sub.score, "sub_lower": sub.lower, "sub_upper": sub.upper,
         "error": sub.score - loo.score, "size": sizes, "bin": size_bin(sizes), "spp": spp,
+        "spp_out": spp_out,
         "mislabeled": (dataset.mislabeled_train[loo.points] if dataset.mislabeled_train is not None
                        else np.zeros(len(loo.points), dtype=bool)),
     })

@@ -1,0 +1,95 @@
+"""error-is-subpopulation (IMN25 4.2): among the points the subsampled estimator flags as
+memorized, those with the largest approximation error are members of small
+sub-populations, those with the smallest error are outliers (singletons).
+
+IMN25 ranks the 200 "influential" points of its LOO study by error and compares the 100
+highest- and 100 lowest-error points by SPP (0.77 +- 0.26 vs 0.32 +- 0.26). Here the
+influential points are those with subsampled score >= 0.25 (FZ20's high-influence cut),
+ranked by |subsampled - LOO|; with k = min(100, n_influential // 4) points at each end and
+sub-population sizes known (synthetic) or inferred (digits), two contrasts must both be
+above zero (intersection-union test, Newcombe intervals for differences of shares):
+
+    share of small-sub-population members (size 2-10): top-k minus bottom-k,
+    share of singletons: bottom-k minus top-k.
+
+The paper's SPP comparison is reported beside it, SPP taken from models that did not
+train on the point (an outlier is one the model is unsure of when it has not seen it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import plots, stats
+from harness.experiments import Case, approximation_error, load_dataset
+from harness.verdict import ClaimResult, Statistic, Threshold
+
+CLAIM = "error-is-subpopulation"
+INFLUENCE_CUT = 0.25  # FZ20's high-influence threshold, also IMN25's first false-positive threshold
+THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: highest-error points are small sub-populations and "
+                                    "lowest-error points outliers (the sign is the claim)")
+
+
+def cases(profile):
+    if profile.name == "smoke":
+        return [Case("synthetic", "ridge", 0.7), Case("digits", "ridge", 0.7)]
+    return [Case(data, family, 0.7) for data in ("synthetic", "synthetic-steep", "digits")
+            for family in ("ridge", "mlp")]
+
+
+def share_contrast(name: str, top: np.ndarray, bottom: np.ndarray) -> Statistic:
+    estimate, lower, upper = stats.newcombe_difference(int(top.sum()), len(top), int(bottom.sum()), len(bottom))
+    return Statistic(name, float(estimate), float(lower), float(upper), len(top) + len(bottom), unit="points")
+
+
+@pytest.mark.claim(CLAIM)
+def test_largest_errors_fall_on_small_subpopulations(case, profile, store, device, conclude):
+    data = load_dataset(case.data, profile.name)
+    study = approximation_error(data, case.spec(profile), case.rate, profile, store, device)
+    influential = study.table[study.table["subsampled"] >= INFLUENCE_CUT].copy()
+    influential["abs_error"] = influential["error"].abs()
+    ranked = influential.sort_values("abs_error", kind="stable")
+    k = min(100, len(ranked) // 4)
+    if k < 2:
+        pytest.fail(f"only {len(ranked)} influential points (subsampled score >= {INFLUENCE_CUT}); "
+                    "the profile's data have too few to rank", pytrace=False)
+    top, bottom = ranked.tail(k), ranked.head(k)
+    contrasts = [
+        share_contrast(f"share of small-sub-population members, {k} highest minus {k} lowest error",
+                       (top["bin"] == "small").to_numpy(), (bottom["bin"] == "small").to_numpy()),
+        share_contrast(f"share of singletons, {k} lowest minus {k} highest error",
+                       (bottom["bin"] == "singleton").to_numpy(), (top["bin"] == "singleton").to_numpy()),
+    ]
+    wrong_side = [s for s in contrasts if s.upper <= THRESHOLD.value]
+    decisive = wrong_side[0] if wrong_side else min(contrasts, key=lambda s: s.lower)
+    spp = []
+    for label, rows, paper in (("highest", top, "0.77 +- 0.26"), ("lowest", bottom, "0.32 +- 0.26")):
+        interval = stats.bootstrap_mean(rows["spp_out"].to_numpy())
+        spp.append(Statistic(f"held-out SPP of the {k} {label}-error points", interval.estimate,
+                             interval.lower, interval.upper, interval.n, unit="points",
+                             note=f"IMN25 4.2: {paper} (100 points)"))
+    gap = stats.bootstrap_difference(top["spp_out"].to_numpy(), bottom["spp_out"].to_numpy())
+    spp.append(Statistic("held-out SPP, highest minus lowest error", gap.estimate, gap.lower, gap.upper,
+                         gap.n, unit="points", note="IMN25 4.2: 0.77 - 0.32 = 0.45"))
+    result = ClaimResult(
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
+        statistics=contrasts + spp,
+        paper={"figure": "SPP 0.77 +- 0.26 for the 100 highest-error points vs 0.32 +- 0.26 for the "
+                         "100 lowest-error points", "source": "IMN25 4.2"},
+        models_trained=study.models,
+        models_to_decide=stats.models_to_resolve(decisive.half_width, study.models,
+                                                 max(abs(decisive.estimate), 1e-3)),
+        notes=[f"{len(influential)} of {len(study.table)} scored points have subsampled score >= "
+               f"{INFLUENCE_CUT}; k = {k} at each end of the |error| ranking"],
+    )
+    composition = (ranked.assign(end=np.where(ranked.index.isin(top.index), "highest error",
+                                              np.where(ranked.index.isin(bottom.index), "lowest error", "middle")))
+                   .groupby(["end", "bin"]).size().unstack(fill_value=0))
+    conclude(result,
+             figures={"error-histogram": plots.error_histogram(influential, f"{case.id}: influential points"),
+                      "spp-by-end": plots.interval_bars(
+                          [f"{k} highest error", f"{k} lowest error"], [s.estimate for s in spp[:2]],
+                          [s.lower for s in spp[:2]], [s.upper for s in spp[:2]], "held-out SPP",
+                          f"{case.id}: SPP at both ends of the error ranking", reference=None)},
+             tables={"sub-population bins at each end": composition})
