@@ -88,6 +88,15 @@ def _check(masks: np.ndarray, train_margin: np.ndarray) -> None:
     if train_margin.shape != masks.shape:
         raise ValueError(f"train_margin has shape {train_margin.shape}, masks {masks.shape}: "
                          "one row per model and one column per training point in both")
+    _check_no_nan("train_margin", train_margin, np.ones(masks.shape, dtype=bool))
+
+
+def _check_no_nan(name: str, margin: np.ndarray, where: np.ndarray) -> None:
+    # NaN > 0 is False: a diverged model would silently count as misclassifying the point.
+    bad = np.argwhere(np.isnan(margin) & where)
+    if len(bad):
+        raise ValueError(f"{name} holds {len(bad)} NaN entries (first: model {bad[0][0]}, point {bad[0][1]}): "
+                         "a model diverged or its row was never written; retrain those models")
 
 
 def subsampled(masks: np.ndarray, train_margin: np.ndarray, alpha: float = 0.05) -> MemorizationScores:
@@ -135,6 +144,7 @@ def closed_form_loo(masks: np.ndarray, train_margin: np.ndarray, loo_margin: np.
     _check(masks, train_margin)
     if loo_margin.shape != masks.shape:
         raise ValueError(f"loo_margin has shape {loo_margin.shape}, masks {masks.shape}")
+    _check_no_nan("loo_margin", loo_margin, masks)  # NaN off-mask is how the trainer marks "not in S"
     n_in = masks.sum(0)
     if (n_in == 0).any():
         raise ValueError(f"{int((n_in == 0).sum())} points are in no model's training set")

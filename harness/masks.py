@@ -78,11 +78,14 @@ def subsampled_plan(n: int, models: int, rate: float, seed: int = 0) -> MaskPlan
         raise ValueError(f"sampling rate r must lie strictly between 0 and 1, got {rate}")
     if n < 1:
         raise ValueError(f"need n >= 1 points, got {n}")
+    # k r >= 1 and k (1 - r) >= 1, so each point is both in and out of a model and the
+    # realised rate round(r k) / k stays near r (k=2 at r=0.7 would silently give 0.5).
+    # The tolerance absorbs rounding such as 1 - 0.8 = 0.19999999999999996.
+    need = math.ceil(1.0 / min(rate, 1.0 - rate) - 1e-9)
+    if models < need:
+        raise ValueError(f"k={models} models at r={rate}: need k r >= 1 and k (1 - r) >= 1 so that every "
+                         f"point is both in and out of models at a rate near r; use k >= {need}")
     included = round(rate * models)
-    if included < 1 or models - included < 1:
-        need = math.ceil(1.0 / min(rate, 1.0 - rate))
-        raise ValueError(f"k={models} models at r={rate} cannot put every point both in and out "
-                         f"of at least one model; use k >= {need}")
     rng = np.random.default_rng(seed)
     # Each column picks its `included` rows at random: ranks of iid keys down the column.
     ranks = rng.random((models, n)).argsort(axis=0).argsort(axis=0)

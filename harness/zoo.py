@@ -1,0 +1,351 @@
+"""Image models, training recipes, and training many conv nets at once on one device.
+
+Models (:func:`build` by name): a CPU-sized ``small_cnn``; the VGG of IMN25's appendix A.1,
+
+    conv 64 -> maxpool -> 64 -> maxpool -> 64 -> maxpool -> 64 -> maxpool -> 512 -> maxpool -> FC,
+
+each conv a 3x3 convolution + BatchNorm + ReLU, in IMN25's sizes (``vgg6`` and the widened
+``vgg_0_5m`` .. ``vgg_20m``, named by their parameter count on 32x32 CIFAR-10); ResNet-18/50
+with the CIFAR stem (3x3 stride-1 first convolution, no max-pool); ViT tiny/small with 4x4
+patches.
+
+Ensembles (:func:`train_conv_ensemble`): K models of one architecture train side by side,
+their weights stacked along a leading axis (``torch.func.stack_module_state``) and the forward
+pass vectorised over that axis (``torch.func.vmap`` of ``functional_call``). Model k sees only
+the training points in row k of ``masks``: each epoch it visits a permutation of them drawn from
+its own generator, in batches of ``B``; a model with fewer points wraps around
+(position ``% m_k``) so every model takes the same ``ceil(max_k m_k / B)`` steps per epoch.
+A model's seed alone fixes its initial weights and its batches and augmentations (two
+independent streams derived from it): on a CPU the same seeds and masks give bit-identical
+results, and a model's results do not depend on the other models in the ensemble (beyond
+floating-point rounding of the vectorised kernels).
+BatchNorm keeps per-model running statistics (the stacked buffers are updated in place under
+vmap), so evaluation uses them as usual. Learning rate, triangular (step ``s`` of ``T``, peak
+``w = peak_at * T``):
+
+    lr(s) = peak_lr * min((s + 1) / w, (T - s) / (T + 1 - w)).
+
+Outputs per model and point: the margin ``logit[y] - max_{c != y} logit[c]`` (positive iff
+the point is classified correctly) and the SPP score (maximum softmax probability).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from harness.data import Dataset
+from harness.images import DeviceAugment, channel_mean_std, normalize
+from harness.train import TrainingDiverged
+
+
+def num_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------------------------------
+# Models
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convolution (no bias: BatchNorm has one) + BatchNorm + ReLU."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+def small_cnn(num_classes: int, in_channels: int, width: int = 32) -> nn.Module:
+    """Three conv blocks (width, 2 width, 2 width) with two max-pools and a global average pool."""
+    return nn.Sequential(
+        conv_block(in_channels, width), nn.MaxPool2d(2),
+        conv_block(width, 2 * width), nn.MaxPool2d(2),
+        conv_block(2 * width, 2 * width),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
+
+
+VGG6_WIDTHS = (64, 64, 64, 64, 512)
+# IMN25 names its VGG variants by parameter count without giving widths; these scale every
+# layer of VGG-6 by one factor, chosen to land within 5 % of the named count (32x32x3 inputs,
+# 10 classes): 0.52M, 1.00M, 8.25M and 19.9M; VGG-6 itself has 0.41M.
+VGG_PRESET_WIDTHS = {
+    "vgg6": VGG6_WIDTHS,
+    "vgg_0_5m": (72, 72, 72, 72, 576),
+    "vgg_1m": (100, 100, 100, 100, 800),
+    "vgg_8m": (288, 288, 288, 288, 2304),
+    "vgg_20m": (448, 448, 448, 448, 3584),
+}
+
+
+def vgg(num_classes: int, in_channels: int, widths: tuple[int, ...] = VGG6_WIDTHS) -> nn.Module:
+    """IMN25's VGG: a conv block then a 2x2 max-pool per width, global max-pool, linear layer.
+
+    The max-pools round up (``ceil_mode``), so 28x28 inputs shrink 28-14-7-4-2-1 like 32x32
+    ones do 32-16-8-4-2-1; the global pool makes the classifier independent of input size.
+    """
+    if not widths:
+        raise ValueError("vgg needs at least one width")
+    layers, channels = [], in_channels
+    for width in widths:
+        layers += [conv_block(channels, width), nn.MaxPool2d(2, ceil_mode=True)]
+        channels = width
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def _resnet_cifar(constructor, num_classes: int, in_channels: int) -> nn.Module:
+    model = constructor(num_classes=num_classes)
+    # CIFAR images are too small for ImageNet's 7x7 stride-2 stem and max-pool.
+    model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    return model
+
+
+def resnet18_cifar(num_classes: int, in_channels: int) -> nn.Module:
+    return _resnet_cifar(torchvision.models.resnet18, num_classes, in_channels)
+
+
+def resnet50_cifar(num_classes: int, in_channels: int) -> nn.Module:
+    return _resnet_cifar(torchvision.models.resnet50, num_classes, in_channels)
+
+
+def vit(num_classes: int, in_channels: int, image_size: int, patch_size: int = 4,
+        hidden_dim: int = 192, num_layers: int = 12, num_heads: int = 3,
+        mlp_ratio: int = 4) -> nn.Module:
+    """torchvision's VisionTransformer for small images (``image_size`` divisible by ``patch_size``)."""
+    if image_size % patch_size:
+        raise ValueError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
+    model = torchvision.models.VisionTransformer(
+        image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
+        hidden_dim=hidden_dim, mlp_dim=mlp_ratio * hidden_dim, num_classes=num_classes)
+    if in_channels != 3:
+        model.conv_proj = nn.Conv2d(in_channels, hidden_dim, patch_size, stride=patch_size)
+        fan_in = in_channels * patch_size * patch_size
+        nn.init.trunc_normal_(model.conv_proj.weight, std=math.sqrt(1 / fan_in))
+        nn.init.zeros_(model.conv_proj.bias)
+    return model
+
+
+def vit_tiny(num_classes: int, in_channels: int, image_size: int = 32) -> nn.Module:
+    return vit(num_classes, in_channels, image_size, hidden_dim=192, num_layers=12, num_heads=3)
+
+
+def vit_small(num_classes: int, in_channels: int, image_size: int = 32) -> nn.Module:
+    return vit(num_classes, in_channels, image_size, hidden_dim=384, num_layers=12, num_heads=6)
+
+
+def _vgg_builder(widths):
+    return lambda num_classes, in_channels, image_size: vgg(num_classes, in_channels, widths)
+
+
+MODELS = {
+    "small_cnn": lambda num_classes, in_channels, image_size: small_cnn(num_classes, in_channels),
+    **{name: _vgg_builder(widths) for name, widths in VGG_PRESET_WIDTHS.items()},
+    "resnet18_cifar": lambda num_classes, in_channels, image_size: resnet18_cifar(num_classes, in_channels),
+    "resnet50_cifar": lambda num_classes, in_channels, image_size: resnet50_cifar(num_classes, in_channels),
+    "vit_tiny": vit_tiny,
+    "vit_small": vit_small,
+}
+
+
+def build(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """A freshly initialised model from :data:`MODELS` (initialised from torch's global RNG)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name](num_classes, in_channels, image_size)
+
+
+# ---------------------------------------------------------------------------------------
+# Recipes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """SGD with momentum, weight decay and a triangular learning rate (see the module docstring).
+
+    ``RECIPES["paper"]`` is IMN25's (section 5.1, following FZ20): "100 epochs, using a batch
+    size of 512, with a triangular learning rate of 0.4, weight decay of 1e-5 for all models",
+    momentum 0.9 from its section 4.2. Its ViTs use a peak of 0.1 instead
+    (``dataclasses.replace(RECIPES["paper"], peak_lr=0.1)``). ``cpu_short`` trains small_cnn
+    on a few thousand images in minutes on a CPU; ``smoke`` tests the plumbing only.
+    """
+
+    name: str
+    epochs: int
+    batch_size: int
+    peak_lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    peak_at: float = 0.2
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.peak_lr <= 0 or not 0.0 < self.peak_at < 1.0:
+            raise ValueError(f"peak_lr must be > 0 and peak_at in (0, 1), got {self.peak_lr}, {self.peak_at}")
+
+    def learning_rates(self, total_steps: int) -> np.ndarray:
+        """Learning rate of each of ``total_steps`` steps: linear up to ``peak_at``, down to ~0."""
+        steps = np.arange(total_steps)
+        warmup = max(1.0, self.peak_at * total_steps)
+        rising = (steps + 1) / warmup
+        falling = (total_steps - steps) / (total_steps + 1 - warmup)
+        return self.peak_lr * np.minimum(rising, falling)
+
+
+RECIPES = {
+    "paper": Recipe(name="paper", epochs=100, batch_size=512, peak_lr=0.4, momentum=0.9,
+                    weight_decay=1e-5),
+    "cpu_short": Recipe(name="cpu_short", epochs=8, batch_size=128, peak_lr=0.2, weight_decay=5e-4),
+    "smoke": Recipe(name="smoke", epochs=2, batch_size=128, peak_lr=0.2, weight_decay=5e-4),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Ensemble training
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """An independent seed for one use (``stream``) of a model's ``seed``."""
+    return int(np.random.SeedSequence([int(seed), stream]).generate_state(1, np.uint64)[0])
+
+
+def _margins_and_spp(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Margin ``logit[y] - max other logit`` and max softmax probability, for ``(..., n, C)``."""
+    labels = labels.expand(logits.shape[:-1])
+    true = logits.gather(-1, labels[..., None]).squeeze(-1)
+    others = logits.scatter(-1, labels[..., None], float("-inf"))
+    return true - others.amax(-1), logits.softmax(-1).amax(-1)
+
+
+def _check_inputs(dataset: Dataset, masks: np.ndarray, seeds) -> tuple[np.ndarray, list[int]]:
+    if not dataset.is_image:
+        raise ValueError(f"{dataset.name}: train_conv_ensemble needs images (n, C, H, W), "
+                         f"got inputs of shape {tuple(dataset.x_train.shape)}")
+    masks = np.asarray(masks)
+    if masks.dtype != bool or masks.ndim != 2 or masks.shape[1] != dataset.n_train:
+        raise ValueError(f"masks must be a bool array (K, n_train={dataset.n_train}), "
+                         f"got {masks.dtype} {masks.shape}")
+    empty = np.flatnonzero(~masks.any(axis=1))
+    if len(empty):
+        raise ValueError(f"mask rows {empty.tolist()} select no training point; every model needs data")
+    seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
+    if any(s < 0 for s in seeds):
+        raise ValueError(f"seeds must be non-negative integers, got {seeds}")
+    if len(seeds) != len(masks):
+        raise ValueError(f"{len(masks)} masks but {len(seeds)} seeds; give one seed per model")
+    return masks, seeds
+
+
+def train_conv_ensemble(model_name: str, dataset: Dataset, masks: np.ndarray, seeds,
+                        recipe: Recipe, device: str | torch.device = "cpu",
+                        augment: DeviceAugment | None = None,
+                        progress: bool = True) -> dict[str, np.ndarray]:
+    """Train K models, model k on the training points in ``masks[k]`` from ``seeds[k]``.
+
+    Returns ``train_margin`` (K, n_train), ``test_margin`` (K, n_test), ``train_spp``
+    (K, n_train), all float32, and ``final_loss`` (K,) float32, each model's mean training loss
+    over its last epoch. Inputs are normalised with the per-channel statistics of the whole
+    training split (the same constants for every model). On CUDA the forward pass runs in
+    bfloat16 autocast with channels-last inputs; evaluation always runs in float32.
+    Raises ``TrainingDiverged`` on a NaN or infinite loss.
+    """
+    masks, seeds = _check_inputs(dataset, masks, seeds)
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    n_models, batch = len(seeds), recipe.batch_size
+    _, channels, height, width = dataset.x_train.shape
+
+    models = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_stream_seed(seed, 0))
+            models.append(build(model_name, dataset.num_classes, channels, height))
+    params, buffers = stack_module_state([m.to(device) for m in models])
+    skeleton = copy.deepcopy(models[0]).to("meta")
+    del models
+
+    def loss_of_one(p, b, x, y):
+        return F.cross_entropy(functional_call(skeleton, (p, b), (x,)).float(), y)
+
+    def logits_of_one(p, b, x):
+        return functional_call(skeleton, (p, b), (x,)).float()
+
+    x_train, y_train = dataset.x_train.to(device), dataset.y_train.to(device)
+    mean, std = channel_mean_std(x_train)
+    members = [torch.from_numpy(np.flatnonzero(row)) for row in masks]
+    generators = [torch.Generator().manual_seed(_stream_seed(seed, 1)) for seed in seeds]
+    steps_per_epoch = math.ceil(max(len(m) for m in members) / batch)
+    learning_rates = recipe.learning_rates(recipe.epochs * steps_per_epoch)
+    optimizer = torch.optim.SGD(params.values(), lr=float(learning_rates[0]),
+                                momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda)
+
+    epochs = range(recipe.epochs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs = tqdm(epochs, desc=f"{model_name} x{n_models}", unit="epoch")
+    skeleton.train()
+    for epoch in epochs:
+        # Row k: model k's batches for this epoch, its own permutation wrapped to equal length.
+        positions = torch.arange(steps_per_epoch * batch)
+        order, flips, shifts = [], [], []
+        for mine, generator in zip(members, generators):
+            order.append(mine[torch.randperm(len(mine), generator=generator)][positions % len(mine)])
+            if augment is not None:
+                flip, shift = augment.draw(len(positions), generator)
+                flips.append(flip); shifts.append(shift)
+        order = torch.stack(order).to(device)
+        if augment is not None:
+            flips, shifts = torch.stack(flips).to(device), torch.stack(shifts).to(device)
+        epoch_loss = torch.zeros(n_models, device=device)
+        for step in range(steps_per_epoch):
+            in_batch = slice(step * batch, (step + 1) * batch)
+            indices = order[:, in_batch]
+            x = normalize(x_train[indices.reshape(-1)], mean, std)
+            if augment is not None:
+                x = augment.apply(x, flips[:, in_batch].reshape(-1), shifts[:, in_batch].reshape(-1, 2))
+            if on_cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = float(learning_rates[epoch * steps_per_epoch + step])
+            with autocast:
+                losses = vmap(loss_of_one)(params, buffers, x.unflatten(0, (n_models, batch)),
+                                           y_train[indices])
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            epoch_loss += losses.detach()
+        epoch_loss = (epoch_loss / steps_per_epoch).cpu()
+        diverged = np.flatnonzero(~torch.isfinite(epoch_loss).numpy())
+        if len(diverged):
+            k = int(diverged[0])
+            raise TrainingDiverged(f"{model_name} (seed {seeds[k]}, model {k} of {n_models}) "
+                                   f"diverged in epoch {epoch + 1} of {recipe.epochs}: loss "
+                                   f"{epoch_loss[k].item()} with {recipe}")
+
+    skeleton.eval()
+    evaluate = vmap(logits_of_one, in_dims=(0, 0, None))
+    results = {}
+    with torch.no_grad():
+        for split, x_all, y_all in (("train", x_train, y_train),
+                                    ("test", dataset.x_test.to(device), dataset.y_test.to(device))):
+            margins, spps = [], []
+            for start in range(0, len(y_all), batch):
+                logits = evaluate(params, buffers, normalize(x_all[start:start + batch], mean, std))
+                margin, spp = _margins_and_spp(logits, y_all[start:start + batch])
+                margins.append(margin); spps.append(spp)
+            results[f"{split}_margin"] = torch.cat(margins, dim=1).cpu().numpy().astype(np.float32)
+            if split == "train":
+                results["train_spp"] = torch.cat(spps, dim=1).cpu().numpy().astype(np.float32)
+    results["final_loss"] = epoch_loss.numpy().astype(np.float32)
+    return results

@@ -1,0 +1,48 @@
+"""The regression check catches a deliberate change: a sampling rate wired in by mistake.
+
+Runs one real claim case (ridge on the smoke synthetic set) through pytest in subprocesses:
+first writing a baseline, then unchanged (must pass), then with a plugin that makes
+``subsampled_plan`` silently use r = 0.5 instead of the case's r = 0.7. That run must fail
+with a diff naming the moved statistic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def claim_project(pytester, tmp_path):
+    pytester.makeconftest((ROOT / "conftest.py").read_text())
+    claims = pytester.mkdir("claims")
+    (claims / "test_approx_overestimates.py").write_text(
+        (ROOT / "claims" / "test_approx_overestimates.py").read_text())
+    return ["claims/test_approx_overestimates.py", "--profile", "smoke", "-k", "ridge and synthetic",
+            "-p", "no:cacheprovider", "--store", str(tmp_path / "store"),
+            "--reports-dir", str(tmp_path / "reports"), "--baseline", str(tmp_path / "baseline.json")]
+
+
+def test_a_mistaken_sampling_rate_fails_the_regression_check_naming_the_statistic(pytester, claim_project):
+    written = pytester.runpytest_subprocess(*claim_project, "--update-baseline")
+    written.assert_outcomes(passed=1)
+    unchanged = pytester.runpytest_subprocess(*claim_project)
+    unchanged.assert_outcomes(passed=1)
+
+    pytester.makepyfile(mistaken_rate="""
+        import harness.experiments
+        from harness.masks import subsampled_plan
+
+        def mistaken(n, models, rate, seed=0):
+            return subsampled_plan(n, models, 0.5, seed)
+
+        harness.experiments.subsampled_plan = mistaken
+    """)
+    changed = pytester.runpytest_subprocess(*claim_project, "-p", "mistaken_rate")
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines(["*regression against the baseline*",
+                                  "*overestimation of small sub-populations*moved*tolerance*"])
