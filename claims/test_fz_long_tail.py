@@ -1,0 +1,132 @@
+"""fz-long-tail (FZ20): high-memorization points are atypical: singletons, mislabeled points
+or members of rare sub-populations.
+
+Per case, Feldman & Zhang's subsampled scores (r = 0.7) of every training point. A point is
+*atypical* when its sub-population has at most 10 training members (singletons included;
+CLAIMS.md's "small" bin ends at 10) or its label is wrong; it is *high* when its score is
+at least 0.25, FZ20's threshold for memorized points. The statistic is the enrichment
+
+    enrichment = share of atypical points among high points - share of atypical points overall,
+
+with Newcombe's interval for a difference of two proportions. The high points are part of
+"overall", so the two shares are positively correlated and treating them as independent
+makes the interval wider than it needs to be (conservative). The claim holds when the
+enrichment is above 0 (the sign of the claim). Beside it: the odds ratio of being atypical,
+high vs not high, with Woolf's interval and Haldane's +0.5 correction of every cell,
+
+    log OR = log((a + .5)(d + .5) / ((b + .5)(c + .5))),  se = sqrt(sum over cells of 1 / (cell + .5)),
+
+the same enrichment among the top decile of scores, and the enrichment of each kind of
+atypical point (singleton, small sub-population, mislabeled) on its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from harness import plots, stats
+from harness.experiments import Case, load_dataset, subsampled_scores
+from harness.profiles import SIZE_BINS
+from harness.verdict import INCONCLUSIVE, ClaimResult, Statistic, Threshold
+
+CLAIM = "fz-long-tail"
+THRESHOLD = Threshold(0.0, "above", "FZ20: high-memorization points are atypical, so atypical points make up "
+                                    "more of them than of the training set (the sign of the claim)")
+HIGH_SCORE = 0.25   # FZ20's threshold for memorized points
+RATE = 0.7          # FZ20's sampling rate
+TOP_SHARE = 0.10    # the top decile of scores, a threshold-free view of "high"
+MAX_HIGH_POINTS_FACTOR = 4  # how far high_points_to_decide searches, in training-set sizes
+
+
+def cases(profile):
+    return [Case(data, "mlp") for data in ("synthetic", "synthetic-noisy", "digits")]
+
+
+def kinds_of_point(dataset) -> dict[str, np.ndarray]:
+    """Boolean masks over the training points: each kind of atypical point, and their union."""
+    sizes = dataset.group_size_train
+    low, high = SIZE_BINS["small"]
+    mislabeled = (np.zeros(dataset.n_train, dtype=bool) if dataset.mislabeled_train is None
+                  else np.asarray(dataset.mislabeled_train, dtype=bool))
+    kinds = {"singleton": sizes == 1, "small sub-population": (sizes >= low) & (sizes <= high)}
+    if mislabeled.any():
+        kinds["mislabeled"] = mislabeled
+    kinds["atypical"] = kinds["singleton"] | kinds["small sub-population"] | mislabeled
+    return kinds
+
+
+def enrichment(kind: np.ndarray, high: np.ndarray, name: str) -> Statistic:
+    estimate, lower, upper = stats.newcombe_difference(int((kind & high).sum()), int(high.sum()),
+                                                       int(kind.sum()), kind.size)
+    return Statistic(name, estimate, lower, upper, int(high.sum()), unit="high points",
+                     note=f"{int((kind & high).sum())} of {int(high.sum())} high points vs "
+                          f"{int(kind.sum())} of {kind.size} overall")
+
+
+def odds_ratio(kind: np.ndarray, high: np.ndarray, name: str) -> Statistic:
+    cells = np.array([(kind & high).sum(), (~kind & high).sum(), (kind & ~high).sum(), (~kind & ~high).sum()],
+                     dtype=float) + 0.5
+    log_ratio = math.log(cells[0] * cells[3] / (cells[1] * cells[2]))
+    half = scipy_stats.norm.ppf(0.975) * math.sqrt((1.0 / cells).sum())
+    return Statistic(name, math.exp(log_ratio), math.exp(log_ratio - half), math.exp(log_ratio + half),
+                     kind.size, unit="points", note="Woolf interval, +0.5 in every cell; 1 = no association")
+
+
+def high_points_to_decide(high_share: float, atypical: int, n: int) -> int | None:
+    """Fewest high points whose enrichment interval, at the observed atypical share among high
+    points, lies above 0 (the Newcombe interval is asymmetric near a share of 1, so it is searched)."""
+    for count in range(1, MAX_HIGH_POINTS_FACTOR * n + 1):
+        if stats.newcombe_difference(round(high_share * count), count, atypical, n)[1] > 0:
+            return count
+    return None
+
+
+@pytest.mark.claim(CLAIM)
+def test_high_memorization_points_are_mostly_atypical(case, profile, store, device, conclude):
+    data = load_dataset(case.data, profile.name)
+    scores, ensemble = subsampled_scores(data, case.spec(profile), RATE, profile.subsampled_models, store, device)
+    kinds = kinds_of_point(data)
+    atypical = kinds["atypical"]
+    high = scores.score >= HIGH_SCORE
+    top = np.zeros(data.n_train, dtype=bool)
+    top[np.argsort(-scores.score, kind="stable")[:max(1, round(TOP_SHARE * data.n_train))]] = True
+
+    decisive = enrichment(atypical, high, f"atypical share among points with score >= {HIGH_SCORE} minus overall")
+    further = [odds_ratio(atypical, high, f"odds ratio of atypical, score >= {HIGH_SCORE} vs below"),
+               enrichment(atypical, top, "atypical share among the top decile minus overall"),
+               odds_ratio(atypical, top, "odds ratio of atypical, top decile vs the rest")]
+    further += [enrichment(mask, high, f"{kind} share among points with score >= {HIGH_SCORE} minus overall")
+                for kind, mask in kinds.items() if kind != "atypical"]
+    sizes_known = "known" if case.data.startswith("synthetic") else "inferred by clustering within each class"
+    result = ClaimResult(
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
+        statistics=further,
+        paper={"figure": "high-memorization examples are atypical, ambiguous or mislabeled (qualitative)",
+               "source": "FZ20 (CIFAR-100 and ImageNet, subsampled estimator r = 0.7, threshold 0.25)"},
+        models_trained=ensemble.n_models,
+        notes=[f"{data.n_train} points scored by the subsampled estimator (r = {RATE}, k = {ensemble.n_models}); "
+               f"{int(high.sum())} have score >= {HIGH_SCORE}; sub-population sizes {sizes_known}",
+               f"atypical = sub-population of size <= {SIZE_BINS['small'][1]} (singletons included) or mislabeled: "
+               f"{atypical.mean():.1%} of the training set, so the enrichment can be at most "
+               f"{1 - atypical.mean():.1%}"],
+    )
+    if result.verdict == INCONCLUSIVE and decisive.estimate > 0:
+        needed = high_points_to_decide(atypical[high].mean(), int(atypical.sum()), atypical.size)
+        result.notes.append("the interval rests on the high points, not on the models: " + (
+            f"about {needed} high points at the same atypical share would decide it" if needed else
+            f"no number of high points up to {MAX_HIGH_POINTS_FACTOR} times the training set would decide it"))
+    table = pd.DataFrame({kind: [mask.mean(), mask[high].mean() if high.any() else np.nan, mask[top].mean()]
+                          for kind, mask in kinds.items()},
+                         index=["share overall", f"share with score >= {HIGH_SCORE}", "share in the top decile"])
+    shown = [decisive] + [s for s in further if "share" in s.name]
+    conclude(result,
+             figures={"enrichment": plots.interval_bars(
+                 [s.name.replace(" minus overall", "") for s in shown], [s.estimate for s in shown],
+                 [s.lower for s in shown], [s.upper for s in shown], "share among high minus share overall",
+                 f"{case.id}: enrichment of atypical points")},
+             tables={"share of each kind of point": table.round(3)})
