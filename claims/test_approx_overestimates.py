@@ -14,15 +14,18 @@ The decisive statistic is the contrast with the smallest lower bound (or one who
 interval is at or below zero, which refutes the claim). Intervals: percentile bootstrap
 over points. The paper's own figures (share within 5 % error, false positives at 0.25 and
 0.45, largest error, SPP of the highest- and lowest-error points) are reported beside it.
+
+On MNIST and Fashion-MNIST (a stratified subset; sub-populations inferred by clustering
+learned features within each class, ``harness.experiments``) the report adds a grid of the
+training images with the highest exact-LOO memorization in each class.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from harness import plots, stats
-from harness.experiments import Case, approximation_error, load_dataset
+from harness import image_plots, plots, stats
+from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
 from harness.verdict import ClaimResult, Statistic, Threshold
 
 CLAIM = "approx-overestimates"
@@ -33,11 +36,13 @@ MIN_POINTS_PER_BIN = 3
 
 def cases(profile):
     if profile.name == "smoke":
-        return [Case("synthetic", "ridge", 0.7), Case("synthetic", "mlp", 0.7), Case("digits", "ridge", 0.7)]
+        return [Case("synthetic", "ridge", 0.7), Case("synthetic", "mlp", 0.7), Case("digits", "ridge", 0.7),
+                Case("fashion-mnist", "ridge", 0.7)]
     grid = [Case(data, family, rate) for data in ("synthetic", "synthetic-steep")
             for family in ("ridge", "mlp") for rate in profile.rates]
+    # Images: the ridge family only; an MLP's LOO study on 1,000 images costs ~10 CPU minutes.
     return grid + [Case(data, family, 0.7) for data in ("synthetic-overlapping", "digits")
-                   for family in ("ridge", "mlp")]
+                   for family in ("ridge", "mlp")] + [Case(data, "ridge", 0.7) for data in ("mnist", "fashion-mnist")]
 
 
 def contrasts(table, seed=0) -> list[Statistic]:
@@ -89,7 +94,13 @@ def paper_statistics(table) -> list[Statistic]:
 
 @pytest.mark.claim(CLAIM)
 def test_subsampled_estimator_overestimates_small_subpopulations(case, profile, store, device, conclude):
-    data = load_dataset(case.data, profile.name)
+    result, figures, tables = overestimation_study(case, profile, store, device)
+    conclude(result, figures=figures, tables=tables)
+
+
+def overestimation_study(case, profile, store, device) -> tuple[ClaimResult, dict, dict]:
+    """A case's result, figures and tables; claims/test_paper_scale.py runs it at the papers' scale."""
+    data = load_or_skip(case.data, profile.name)
     study = approximation_error(data, case.spec(profile), case.rate, profile, store, device)
     table = study.table
     decisive = decisive_of(contrasts(table))
@@ -103,13 +114,17 @@ def test_subsampled_estimator_overestimates_small_subpopulations(case, profile, 
         models_to_decide=stats.models_to_resolve(decisive.half_width, study.models,
                                                  max(abs(decisive.estimate), 1e-3)),
         notes=[f"{len(table)} points scored by exact LOO ({study.loo.method}); sub-population sizes "
-               f"{'known' if case.data.startswith('synthetic') else 'inferred by clustering within each class'}",
+               f"{'known' if case.data.startswith('synthetic') else 'inferred by clustering within each class'}: "
+               f"{subpopulation_summary(data)}",
                "mean error by bin: " + ", ".join(f"{b} {g:.3f} (n={int(c)})" for b, (g, c) in
-                                                   table.groupby("bin")["error"].agg(["mean", "count"]).iterrows())],
+                                                   table.groupby("bin")["error"].agg(["mean", "count"]).iterrows())]
+              + [f"{key}: {data.meta[key]}" for key in ("embedding", "subpopulations") if key in data.meta],
     )
     title = f"{case.id}: subsampled vs exact LOO"
-    conclude(result,
-             figures={"error-histogram": plots.error_histogram(table, title),
-                      "loo-vs-subsampled": plots.loo_vs_subsampled(table, title)},
-             tables={"mean error by sub-population size": table.groupby("bin")[["loo", "subsampled", "error", "spp"]]
-                     .mean().round(3)})
+    figures = {"error-histogram": plots.error_histogram(table, title),
+               "loo-vs-subsampled": plots.loo_vs_subsampled(table, title)}
+    if data.is_image:
+        figures["highest-memorization images"] = image_plots.highest_memorization_grid(data, study.loo, per_class=8)
+    tables = {"mean error by sub-population size": table.groupby("bin")[["loo", "subsampled", "error", "spp"]]
+              .mean().round(3)}
+    return result, figures, tables

@@ -243,3 +243,46 @@ def test_normalize_and_channel_statistics():
         images.normalize(x.float(), mean, std)
     with pytest.raises(ValueError, match="one value per channel"):
         images.normalize(x, [0.5], [0.2])
+
+
+def write_random_mnist_like(folder: Path, n_train: int, n_test: int) -> None:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+
+
+@pytest.fixture
+def isolated_image_roots(tmp_path, monkeypatch):
+    """Loaders search only tmp_path/<name>; load_dataset's per-process cache starts empty."""
+    from harness import experiments
+
+    monkeypatch.setattr(images, "default_roots", lambda folder: [tmp_path / folder])
+    experiments.load_dataset.cache_clear()
+    yield tmp_path
+    experiments.load_dataset.cache_clear()
+
+
+def test_load_dataset_subsets_images_and_infers_subpopulations(isolated_image_roots):
+    from harness import experiments, profiles
+
+    write_random_mnist_like(isolated_image_roots / "mnist", n_train=500, n_test=300)
+    smoke = profiles.get("smoke")
+    data = experiments.load_dataset("mnist", "smoke")
+    assert data.name == "mnist" and data.is_image
+    assert (data.n_train, data.n_test) == (smoke.image_limit_train, smoke.image_limit_test)
+    assert np.bincount(data.y_train.numpy()).tolist() == [smoke.image_limit_train // 10] * 10
+    assert (data.group_train >= 0).all() and (data.group_test >= 0).all()
+    # The embedding network trained on the 100 images the subset left out.
+    assert "100 training images outside the subset" in data.meta["embedding"]
+    assert "sub-populations" in experiments.subpopulation_summary(data)
+    experiments.load_dataset.cache_clear()
+    assert experiments.load_dataset("mnist", "smoke").fingerprint == data.fingerprint
+
+
+def test_load_or_skip_skips_with_where_to_put_the_files(isolated_image_roots):
+    from harness import experiments
+
+    with pytest.raises(pytest.skip.Exception, match="cifar10 not found"):
+        experiments.load_or_skip("cifar10", "smoke")

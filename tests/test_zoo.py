@@ -177,3 +177,59 @@ def test_divergence_names_model_seed_and_epoch(random_images, masks):
     with pytest.raises(zoo.TrainingDiverged, match=r"small_cnn \(seed \d.*epoch 1"):
         zoo.train_conv_ensemble("small_cnn", random_images, masks, [1, 2, 3], exploding,
                                 progress=False)
+
+
+def test_conv_spec_trains_through_the_store_once(random_images, tmp_path, monkeypatch):
+    from harness.ensemble import train_ensemble
+    from harness.masks import subsampled_plan
+    from harness.store import Store
+
+    monkeypatch.setitem(zoo.RECIPES, "test", TINY_RECIPE)
+    spec = zoo.ConvSpec("small_cnn", "test", flip=True, translate=1, models_per_pass=2)
+    plan = subsampled_plan(random_images.n_train, 4, 0.7)
+    first = train_ensemble(random_images, spec, plan, Store(tmp_path), progress=False)
+    again = train_ensemble(random_images, spec, plan, Store(tmp_path), progress=False)
+    assert (first.models_trained, again.models_trained) == (4, 0)
+    assert first.arrays["train_margin"].shape == (4, 60) and first.arrays["test_margin"].shape == (4, 20)
+    direct = zoo.train_conv_ensemble("small_cnn", random_images, plan.masks, plan.seeds(0),
+                                     TINY_RECIPE, augment=spec.augment, progress=False)
+    np.testing.assert_allclose(again.arrays["train_margin"], direct["train_margin"], atol=1e-5)
+    assert spec.config()["family"] == "cnn" and spec.config()["recipe_values"]["batch_size"] == 16
+    assert zoo.ConvSpec().augment is None
+
+
+def test_conv_spec_rejects_unknown_names():
+    with pytest.raises(ValueError, match="small_cnn"):
+        zoo.ConvSpec(model="alexnet")
+    with pytest.raises(ValueError, match="paper"):
+        zoo.ConvSpec(recipe="fast")
+    with pytest.raises(ValueError, match="translate"):
+        zoo.ConvSpec(translate=-1)
+
+
+def test_penultimate_features_embed_each_batch_reproducibly(random_images):
+    inputs = (random_images.x_train, random_images.x_test)
+    train, test = zoo.penultimate_features("small_cnn", random_images, inputs, TINY_RECIPE, seed=3)
+    assert train.shape == (60, 64) and test.shape == (20, 64) and train.dtype == np.float32
+    again, _ = zoo.penultimate_features("small_cnn", random_images, inputs, TINY_RECIPE, seed=3)
+    np.testing.assert_array_equal(train, again)
+    with pytest.raises(ValueError, match="Sequential"):
+        zoo.penultimate_features("resnet18_cifar", random_images, inputs, TINY_RECIPE)
+    with pytest.raises(ValueError, match="uint8"):
+        zoo.penultimate_features("small_cnn", random_images, (inputs[0].float(),), TINY_RECIPE)
+
+
+def test_paper_profile_describes_imn25_studies():
+    from harness import images, profiles
+
+    paper = profiles.PAPER
+    assert (paper.cnn.model, paper.cnn.recipe) == ("vgg6", "paper")
+    assert (paper.loo_models_per_target, paper.subsampled_models) == (100, 4000)
+    assert abs(paper.loo_targets_per_bin * len(profiles.SIZE_BINS) - 200) <= 3
+    study = profiles.CORRELATION_STUDY
+    assert len(study) == 19 and len({c.label for c in study}) == 19
+    assert {c.data for c in study} == {"cifar10", "cifar100", "tiny-imagenet"} <= set(images.LOADERS)
+    assert {c.spec.model for c in study} == set(zoo.VGG_PRESET_WIDTHS) - {"vgg6"} | {
+        "resnet18_cifar", "resnet50_cifar", "vit_tiny", "vit_small"}
+    assert {c.models for c in study if c.spec.model.startswith("vit")} == {500}
+    assert all(zoo.RECIPES[c.spec.recipe].weight_decay == (1e-5 if c.spec.flip else 0.0) for c in study)
