@@ -1,0 +1,122 @@
+"""removal-shifts-distribution (IMN25 4.3): removing every point above a memorization threshold
+purges whole sub-populations from the training set; the accuracy drop then comes from the test
+points of the purged sub-populations (a distribution shift), and removing as many low-score
+points of large sub-populations also lowers accuracy.
+
+Per case, FZ20's subsampled scores (r = 0.7); R = {i : mem(i) >= 0.25} (FZ20's high-influence
+cut). M models are trained on S and on S \\ R (``harness.removal``). A sub-population is purged
+when R holds all of its training points; P is the set of test points of purged
+sub-populations and K the rest. Decisive statistic (paired bootstrap over model indices):
+
+    drop(R; P) - drop(R; K) > 0,      drop(R; T) = mean acc_T(h^S) - mean acc_T(h^{S \\ R}),
+
+the sign being the claim: the drop concentrates on the purged sub-populations' test points.
+Also reported: the share of sub-populations purged (Wilson interval), the drops on P and K, and
+the contrast arms of ``removal_experiment``: as many of the lowest-scoring points of large
+sub-populations (IMN25 4.3: this also lowers accuracy) and as many random points. If R purges
+no sub-population with test points, the contrast does not exist and the case is undecided.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import plots, stats
+from harness.experiments import Case, load_dataset
+from harness.profiles import size_bin
+from harness.removal import (
+    describe_scores,
+    models_per_arm_to_decide,
+    removal_experiment,
+    selection_scores,
+    statistic,
+    undecidable,
+)
+from harness.verdict import ClaimResult, Statistic, Threshold
+
+CLAIM = "removal-shifts-distribution"
+MEMORIZATION_THRESHOLD = 0.25  # FZ20's high-influence cut (CLAIMS.md: 1,015 pairs with mem >= 0.25)
+THRESHOLD = Threshold(0.0, "above", "IMN25 4.3: the drop comes from the test points of purged "
+                                    "sub-populations (the sign is the claim)")
+
+
+def cases(profile):
+    if profile.name == "smoke":
+        return [Case("synthetic", "ridge", 0.7)]
+    return [Case(data, family, 0.7) for data in ("synthetic", "synthetic-steep", "digits")
+            for family in ("ridge", "mlp")]
+
+
+def subpopulation_summary(utility):
+    """Drop by sub-population size bin and purge status, weighted by test points."""
+    table = utility.by_subpopulation("memorized")
+    table["bin"] = size_bin(table["train_size"].to_numpy())
+    table["lost"] = table["drop"] * table["test_points"]
+    summary = table.groupby(["bin", "purged"]).agg(subpopulations=("group", "count"),
+                                                   test_points=("test_points", "sum"),
+                                                   lost=("lost", "sum"))
+    summary["mean_drop"] = summary["lost"] / summary["test_points"]
+    return summary.drop(columns="lost").round(4)
+
+
+@pytest.mark.claim(CLAIM)
+def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, device, conclude):
+    data = load_dataset(case.data, profile.name)
+    spec = case.spec(profile)
+    scores, score_models = selection_scores(data, spec, profile, store, device, rate=case.rate)
+    models = profile.removal_models
+    utility = removal_experiment(data, spec, scores, MEMORIZATION_THRESHOLD, models, store, device)
+    removed = utility.arm("memorized").removed
+    purged = utility.purged_test_points("memorized")
+    groups = np.unique(data.group_train[data.group_train >= 0])
+    n_purged = len(utility.purged_groups("memorized"))
+    low, high = stats.wilson_interval(n_purged, len(groups))
+    further = [Statistic("share of sub-populations purged", n_purged / len(groups), low, high, len(groups),
+                         "sub-populations", "IMN25 4.3: removal purges entire sub-populations")]
+    if not removed.any():
+        decisive = undecidable("drop on purged minus kept sub-populations' test points",
+                               f"no point has a score >= {MEMORIZATION_THRESHOLD}")
+    elif not purged.any() or purged.all():
+        decisive = undecidable("drop on purged minus kept sub-populations' test points",
+                               f"{int(purged.sum())} of {data.n_test} test points belong to purged sub-populations")
+    else:
+        decisive = statistic("drop on purged minus kept sub-populations' test points",
+                             utility.drop_contrast("memorized", purged, ~purged))
+        further += [statistic("accuracy drop on purged sub-populations' test points",
+                              utility.drop("memorized", purged)),
+                    statistic("accuracy drop on kept sub-populations' test points",
+                              utility.drop("memorized", ~purged))]
+    if removed.any():
+        further += [statistic("accuracy drop, memorized points removed", utility.drop("memorized"),
+                              "FZ20's marginal utility"),
+                    statistic("accuracy drop, low-score points of large sub-populations removed",
+                              utility.drop("low-score large"), "IMN25 4.3: this also lowers accuracy (> 0)"),
+                    statistic("accuracy drop, random points removed", utility.drop("random"))]
+    notes = [f"{describe_scores(case.rate, score_models)}; "
+             f"{int(removed.sum())} points with score >= {MEMORIZATION_THRESHOLD} removed; {models} models per arm; "
+             f"accuracies as fractions (0.01 = 1 point)",
+             f"{int(purged.sum())} of {data.n_test} test points are in purged sub-populations"]
+    if purged.any() and removed.any():
+        total = utility.drop("memorized").estimate
+        carried = purged.mean() * utility.drop("memorized", purged).estimate
+        notes.append(f"the purged sub-populations' test points carry {carried:.4f} of the total drop "
+                     f"{total:.4f}" + (f" ({carried / total:.0%})" if total > 0 else ""))
+    if not case.data.startswith("synthetic"):
+        notes.append("sub-populations inferred by clustering within each class")
+    result = ClaimResult(
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
+        statistics=further,
+        paper={"figure": "qualitative: the drop is due to purged sub-populations; removing low-score points of "
+                         "large sub-populations would also lower accuracy", "source": "IMN25 4.3"},
+        models_trained=score_models + utility.models,
+        models_to_decide=models_per_arm_to_decide(decisive, THRESHOLD, models), notes=notes,
+    )
+    drops = [s for s in further if s.unit == "models"]
+    conclude(result,
+             figures={"drops": plots.interval_bars([s.name.replace("accuracy drop", "drop") for s in drops],
+                                                   [s.estimate for s in drops], [s.lower for s in drops],
+                                                   [s.upper for s in drops], "test accuracy drop",
+                                                   f"{case.id}: where the drop comes from")},
+             tables={"arms": utility.to_dataframe().round(4),
+                     "drop by sub-population size and purge": subpopulation_summary(utility)})
