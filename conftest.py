@@ -44,6 +44,10 @@ def _is_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _runs_claims(config) -> bool:
+    return any("claims" in str(a) for a in config.args)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
     config.addinivalue_line("markers", "paper: runs only with --profile paper")
@@ -66,7 +70,7 @@ def pytest_configure(config):
     if config.getoption("--update-baseline") and not config.getoption("--baseline"):
         raise pytest.UsageError("--update-baseline needs --baseline PATH")
     reports = Path(config.getoption("--reports-dir"))
-    if not _is_worker(config) and any("claims" in str(a) for a in config.args):
+    if not _is_worker(config) and _runs_claims(config):
         # A claims run writes a fresh report set; generated reports are not versioned.
         for child in reports.glob("*"):
             if child.is_dir():
@@ -99,7 +103,7 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _is_worker(session.config):
+    if _is_worker(session.config) or not _runs_claims(session.config):
         return
     reports = Path(session.config.getoption("--reports-dir"))
     if not any(p.suffix == ".json" for p in reports.glob("*/*.json")):

@@ -10,12 +10,19 @@ Two model families share one output schema (per model k and point i):
 - ridge only, ``loo_margin[k, i]``: the margin of the model refitted without point i
   (closed form, below); NaN for points outside the model's mask.
 
-**MLP** (:class:`MLPSpec`): the K models' weights are stacked into ``(K, fan_in, fan_out)``
-tensors and trained together with batched matmuls, so K small models cost about as much
-as one K-times-wider model. Each model draws its minibatches from its own mask with its
-own generator: every epoch a fresh permutation of its in-mask points, batches wrapping
-around so all models take the same number of steps. The loss is the sum of the K models'
-mean cross-entropies, so each model's gradient is exactly its own.
+**MLP** (:class:`MLPSpec`): the K models' weights are stacked into ``(K, fan_out, fan_in)``
+tensors (views of one flat parameter vector) and trained together with batched matmuls, so
+K small models cost about as much as one K-times-wider model. Each model draws its
+minibatches from its own mask with its own generator: every epoch a fresh permutation of its
+in-mask points, batches wrapping around so all models take the same number of steps. The
+loss is the sum of the K models' mean cross-entropies, so each model's gradient is exactly
+its own. Gradients are written by hand (no autograd graph, no per-step allocations): with
+a_0 the batch (features x B), z_l = W_l a_{l-1} + b_l, a_l = relu(z_l), logits z_L,
+
+    delta_L = (softmax(z_L) - onehot(y)) / B,      grad W_l = delta_l a_{l-1}^T,
+    grad b_l = sum over the batch of delta_l,      delta_{l-1} = (W_l^T delta_l) * [a_{l-1} > 0].
+
+The optimizer is torch's own (SGD with Nesterov momentum, or AdamW) on the flat vector.
 Learning rate: triangular, linear from 0 to ``lr`` at ``peak_at`` of the steps, then to 0.
 
 **Random-feature ridge** (:class:`RidgeSpec`): features ``phi(x) = sqrt(2/D) cos(x W / s + b)``
@@ -30,11 +37,13 @@ Its exact leave-one-out prediction for i in S follows from the same fit (hat-mat
     f_{-i}(x_i) = (f(x_i) - h_ii y_i) / (1 - h_ii),   h_ii = phi_i^T (Phi_S^T Phi_S + lambda I)^-1 phi_i,
 
 so exact LOO over every training point costs one fit per draw instead of one per point.
+With ``closed_form_loo=False`` the family skips h_ii and stores no ``loo_margin``.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -117,30 +126,19 @@ class MLPSpec:
     def schema(self, dataset: Dataset) -> dict:
         return output_schema(dataset)
 
-    def _init(self, seeds: np.ndarray, dims: list[int], device) -> list[torch.Tensor]:
-        """nn.Linear's default init, drawn per model from that model's own generator."""
-        params = []
+    def _init(self, seeds: np.ndarray, dims: list[int], device) -> torch.Tensor:
+        """nn.Linear's default init, drawn per model from that model's own generator, as one flat
+        vector laid out as :func:`_layers` reads it."""
+        pieces = []
         for fan_in, fan_out in zip(dims[:-1], dims[1:]):
             bound = 1.0 / math.sqrt(fan_in)
             weights, biases = [], []
             for seed in seeds:
                 g = torch.Generator().manual_seed(int(seed) * 7919 + fan_in * 31 + fan_out)
-                weights.append(torch.rand(fan_in, fan_out, generator=g) * 2 * bound - bound)
+                weights.append((torch.rand(fan_in, fan_out, generator=g) * 2 * bound - bound).T)
                 biases.append(torch.rand(fan_out, generator=g) * 2 * bound - bound)
-            params += [torch.stack(weights).to(device).requires_grad_(),
-                       torch.stack(biases).to(device).requires_grad_()]
-        return params
-
-    @staticmethod
-    def _forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """x: (K, B, d) or (B, d) shared by all models -> logits (K, B, C)."""
-        h = x
-        for layer in range(0, len(params), 2):
-            weight, bias = params[layer], params[layer + 1]
-            h = torch.matmul(h, weight) + bias.unsqueeze(1)
-            if layer + 2 < len(params):
-                h = F.relu(h)
-        return h
+            pieces += [torch.stack(weights).flatten(), torch.stack(biases).flatten()]
+        return torch.cat(pieces).to(device)
 
     def train(self, dataset: Dataset, masks: np.ndarray, seeds: np.ndarray,
               device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
@@ -151,58 +149,131 @@ class MLPSpec:
         n_models = len(masks)
         dims = [x_train.shape[1]] + [self.width] * self.depth + [dataset.num_classes]
         params = self._init(seeds, dims, device)
+        params.grad = torch.zeros_like(params)
+        models = _StackedMLPs(params, n_models, dims, self.batch_size)
+        # One flat tensor and a fused update: one pass over the parameters per step (3x faster
+        # than torch's default multi-tensor SGD on CPU, 7x for AdamW).
         if self.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
-                                  weight_decay=self.weight_decay, nesterov=True)
+            opt = torch.optim.SGD([params], lr=self.lr, momentum=self.momentum,
+                                  weight_decay=self.weight_decay, nesterov=True, fused=True)
         else:
-            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+            opt = torch.optim.AdamW([params], lr=self.lr, weight_decay=self.weight_decay, fused=True)
         members = [np.flatnonzero(m) for m in masks]
-        counts = torch.tensor([len(m) for m in members], device=device)
+        longest = max(len(m) for m in members)
+        counts = torch.tensor([len(m) for m in members])
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        steps_per_epoch = math.ceil(max(len(m) for m in members) / self.batch_size)
+        steps_per_epoch = math.ceil(longest / self.batch_size)
         total_steps = self.epochs * steps_per_epoch
-        offsets = torch.arange(self.batch_size, device=device)
+        # Batches wrap around each model's permutation, so every model takes the same steps
+        # and every batch stays inside its mask.
+        positions = torch.arange(steps_per_epoch * self.batch_size).unsqueeze(0) % counts.unsqueeze(1)
+        members_padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(m) for m in members], batch_first=True)
+        epoch_inputs = x_train.new_empty(n_models * steps_per_epoch * self.batch_size, x_train.shape[1])
         step = 0
         for epoch in range(self.epochs):
-            # Pad each model's permutation to the longest in-set; wrapping keeps batches inside the mask.
-            order = torch.zeros(n_models, max(len(m) for m in members), dtype=torch.long)
-            for k, (m, g) in enumerate(zip(members, generators)):
-                order[k, :len(m)] = torch.from_numpy(m)[torch.randperm(len(m), generator=g)]
-            order = order.to(device)
-            noise = (torch.stack([torch.randn(steps_per_epoch, self.batch_size, x_train.shape[1],
-                                              generator=g) for g in generators]).to(device) * self.input_noise
-                     if self.input_noise > 0 else None)
+            permutations = torch.nn.utils.rnn.pad_sequence(
+                [torch.randperm(len(m), generator=g) for m, g in zip(members, generators)], batch_first=True)
+            order = members_padded.gather(1, permutations.gather(1, positions))
+            batches = order.view(n_models, steps_per_epoch, self.batch_size).to(device)
+            # One gather per epoch, into the same array every epoch.
+            inputs = torch.index_select(x_train, 0, batches.flatten(), out=epoch_inputs).view(*batches.shape, -1)
+            labels = y_train[batches]                                             # (K, steps, B)
+            if self.input_noise > 0:
+                inputs += torch.stack([torch.randn(steps_per_epoch, self.batch_size, x_train.shape[1],
+                                                   generator=g) for g in generators]).to(device) * self.input_noise
             for batch in range(steps_per_epoch):
-                position = (batch * self.batch_size + offsets).unsqueeze(0) % counts.unsqueeze(1)
-                index = order.gather(1, position)
-                xb = x_train[index]
-                if noise is not None:
-                    xb = xb + noise[:, batch]
-                logits = self._forward(params, xb)
-                loss = F.cross_entropy(logits.flatten(0, 1), y_train[index].flatten(),
-                                       reduction="none").view(n_models, -1).mean(1)
-                lr = self.lr * _triangular(step, total_steps, self.peak_at)
+                logits = models.backpropagate(inputs[:, batch].transpose(1, 2), labels[:, batch])
                 for group in opt.param_groups:
-                    group["lr"] = lr
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
+                    group["lr"] = self.lr * _triangular(step, total_steps, self.peak_at)
                 opt.step()
                 step += 1
-            bad = ~torch.isfinite(loss)
-            if bad.any():
-                k = int(bad.nonzero()[0])
-                raise TrainingDiverged(f"{self} on {dataset.name}: model {k} (seed {int(seeds[k])}) "
-                                       f"loss {float(loss[k])} at epoch {epoch + 1}/{self.epochs}; "
-                                       f"lower lr or raise weight_decay")
+            # The loss of the epoch's last batch, before its update (only the gradients need it per step).
+            loss = F.cross_entropy(logits, labels[:, -1], reduction="none").mean(1)
+            self._raise_if_diverged(loss, seeds, dataset, f"loss at epoch {epoch + 1}/{self.epochs}")
         with torch.inference_mode():
-            train_logits = self._forward(params, x_train)
-            test_logits = self._forward(params, x_test)
+            train_logits, test_logits = models.logits(x_train), models.logits(x_test)   # (K, C, n)
+            self._raise_if_diverged(train_logits.sum((1, 2)), seeds, dataset, "sum of logits after the last update")
             return {
-                "train_margin": margins(train_logits, y_train).cpu().numpy(),
-                "test_margin": margins(test_logits, y_test).cpu().numpy(),
-                "train_spp": train_logits.softmax(-1).amax(-1).cpu().numpy(),
-                "final_loss": loss.detach().cpu().numpy(),
+                "train_margin": margins(train_logits.transpose(1, 2), y_train).cpu().numpy(),
+                "test_margin": margins(test_logits.transpose(1, 2), y_test).cpu().numpy(),
+                "train_spp": train_logits.softmax(1).amax(1).cpu().numpy(),
+                "final_loss": loss.cpu().numpy(),
             }
+
+    def _raise_if_diverged(self, per_model: torch.Tensor, seeds: np.ndarray, dataset: Dataset, what: str) -> None:
+        """``per_model`` holds one number per model (its loss, or a sum of its logits)."""
+        bad = ~torch.isfinite(per_model)
+        if bad.any():
+            k = int(bad.nonzero()[0])
+            raise TrainingDiverged(f"{self} on {dataset.name}: model {k} (seed {int(seeds[k])}) {what} "
+                                   f"is {float(per_model[k])}; lower lr or raise weight_decay")
+
+
+class _StackedMLPs:
+    """K ReLU MLPs as views of one flat parameter vector (and its ``.grad``), layer by layer
+    weights (K, fan_out, fan_in) and biases (K, fan_out), as nn.Linear keeps them.
+
+    Activations are kept feature by batch, (K, features, B): the softmax over a few classes
+    then runs along a long contiguous axis (~10x faster on CPU than along a last axis of 5)
+    and every gradient comes out in its weights' own layout. The step's large work arrays are
+    allocated once: fresh multi-megabyte arrays every step cost page faults on CPU (~30 % of a step).
+    """
+
+    def __init__(self, params: torch.Tensor, n_models: int, dims: list[int], batch_size: int):
+        self.layers, self.grads = _layers(params, n_models, dims), _layers(params.grad, n_models, dims)
+        hidden = [(n_models, width, batch_size) for width in dims[1:-1]]
+        self.activations = [params.new_empty(shape) for shape in hidden] + [None]  # logits: small, fresh
+        self.deltas = [params.new_empty(shape) for shape in hidden]
+        self.relu_grads = [params.new_empty(shape) for shape in hidden]
+
+    def backpropagate(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Write into the parameters' ``.grad`` the gradient of the sum of the models' mean
+        cross-entropies on their batches, inputs (K, d, B) and labels (K, B) (module docstring);
+        return the logits (K, C, B)."""
+        activations = [inputs]
+        for (weight, bias), out in zip(self.layers, self.activations):
+            activations.append(torch.baddbmm(bias.unsqueeze(-1), weight, activations[-1], out=out))
+            if out is not None:
+                out.relu_()
+        logits = activations.pop()
+        # d loss / d logits = (softmax - one-hot) / B: subtract 1 at each true class.
+        delta = logits.softmax(1).scatter_add_(1, labels.unsqueeze(1), logits.new_full(labels.unsqueeze(1).shape, -1.0))
+        delta /= labels.shape[1]
+        for layer in reversed(range(len(self.layers))):
+            (weight, _), (weight_grad, bias_grad) = self.layers[layer], self.grads[layer]
+            torch.bmm(delta, activations[layer].transpose(1, 2), out=weight_grad)
+            torch.sum(delta, 2, out=bias_grad)
+            if layer:
+                delta = torch.bmm(weight.transpose(1, 2), delta, out=self.deltas[layer - 1])
+                # ReLU outputs are >= 0, so their sign is the ReLU's derivative (0 or 1); a float
+                # multiply is several times faster on CPU than masking with a bool tensor.
+                delta.mul_(torch.sign(activations[layer], out=self.relu_grads[layer - 1]))
+        return logits
+
+    def logits(self, x: torch.Tensor, block: int = 256) -> torch.Tensor:
+        """Logits (K, C, n) of every model on the shared inputs x (n, d), ``block`` points at a
+        time: the hidden activations of all n points would take K x width x n floats (83 MB for
+        100 models on 1,625 points, 3x slower than blocks that stay in cache)."""
+        blocks = []
+        for h in x.T.split(block, dim=1):  # (d, block), shared: the first layer is one matmul for all models
+            for layer, (weight, bias) in enumerate(self.layers):
+                h = torch.matmul(weight, h).add_(bias.unsqueeze(-1))
+                if layer + 1 < len(self.layers):
+                    h.relu_()
+            blocks.append(h)
+        return torch.cat(blocks, dim=2)
+
+
+def _layers(flat: torch.Tensor, n_models: int, dims: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Views of a flat vector as each layer's (weight (K, fan_out, fan_in), bias (K, fan_out))."""
+    layers, start = [], 0
+    for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+        weight = flat[start:start + n_models * fan_out * fan_in].view(n_models, fan_out, fan_in)
+        start += weight.numel()
+        bias = flat[start:start + n_models * fan_out].view(n_models, fan_out)
+        start += bias.numel()
+        layers.append((weight, bias))
+    return layers
 
 
 def median_distance(x: torch.Tensor, sample: int = 500) -> float:
@@ -212,6 +283,17 @@ def median_distance(x: torch.Tensor, sample: int = 500) -> float:
     return float(distances[torch.triu(torch.ones_like(distances, dtype=torch.bool), 1)].median())
 
 
+# Every pass of a ridge ensemble needs its data's length scale (~10 ms to compute): once per data set.
+_length_scales: weakref.WeakKeyDictionary[Dataset, float] = weakref.WeakKeyDictionary()
+
+
+def _length_scale(dataset: Dataset) -> float:
+    """:func:`median_distance` of the training inputs, on CPU, remembered per Dataset object."""
+    if dataset not in _length_scales:
+        _length_scales[dataset] = median_distance(_features(dataset, torch.device("cpu"))[0])
+    return _length_scales[dataset]
+
+
 def _triangular(step: int, total: int, peak_at: float) -> float:
     peak = max(1.0, peak_at * total)
     return step / peak if step < peak else max(0.0, (total - step) / max(1.0, total - peak))
@@ -219,14 +301,22 @@ def _triangular(step: int, total: int, peak_at: float) -> float:
 
 @dataclass(frozen=True)
 class RidgeSpec:
-    """Random Fourier-feature ridge classifier: exact LOO in closed form (module docstring)."""
+    """Random Fourier-feature ridge classifier: exact LOO in closed form (module docstring).
+
+    ``closed_form_loo=False`` skips the hat-matrix diagonal and stores no ``loo_margin``: for
+    ensembles that only need the fits (e.g. the subsampled estimator), at about 60 % of the cost.
+    """
 
     family: ClassVar[str] = "ridge"
     features: int = 512
     ridge: float = 1e-3
     bandwidth: float = 0.45
-    models_per_pass: int = 50
+    # 8: on 2 CPU cores the largest arrays of a pass (K x n x D features) then stay near the
+    # cache and below malloc's 32 MB mmap threshold; ms per model at K = 4/6/8/12/16/25/50:
+    # 22/20/21/23/23/24/24 (1,995 points, one thread, shared machine). Raise it on a GPU.
+    models_per_pass: int = 8
     dtype: str = "float32"
+    closed_form_loo: bool = True
 
     def __post_init__(self):
         if self.features < 1 or self.ridge <= 0 or self.bandwidth <= 0:
@@ -238,7 +328,7 @@ class RidgeSpec:
         return {"family": self.family, **asdict(self)}
 
     def schema(self, dataset: Dataset) -> dict:
-        return output_schema(dataset, with_loo=True)
+        return output_schema(dataset, with_loo=self.closed_form_loo)
 
     def _draw(self, seeds: np.ndarray, dim: int, device, dtype):
         weights, phases = [], []
@@ -256,33 +346,75 @@ class RidgeSpec:
         x_train, x_test = (x.to(dtype) for x in _features(dataset, device))
         y_train, y_test = dataset.y_train.to(device), dataset.y_test.to(device)
         weights, phases = self._draw(seeds, x_train.shape[1], device, dtype)
-        weights = weights / median_distance(x_train)
-        scale = math.sqrt(2.0 / self.features)
-        phi = torch.cos(torch.matmul(x_train, weights) + phases) * scale          # (K, n, D)
-        phi_test = torch.cos(torch.matmul(x_test, weights) + phases) * scale
-        inside = torch.from_numpy(masks).to(device, dtype).unsqueeze(-1)          # (K, n, 1)
-        targets = F.one_hot(y_train, dataset.num_classes).to(dtype)               # (n, C)
-        phi_in = phi * inside
-        gram = phi_in.transpose(1, 2) @ phi_in
-        gram.diagonal(dim1=1, dim2=2).add_(self.ridge)
+        # x W + b as one product: b is the weight of a constant input 1 (2.3x faster on CPU
+        # than adding b, broadcast, to the K x n x D product).
+        weights = torch.cat([weights / _length_scale(dataset), phases], dim=1)   # (K, d + 1, D)
+        x_train, x_test = (torch.cat([x, x.new_ones(len(x), 1)], dim=1) for x in (x_train, x_test))
+        # Features without their factor sqrt(2/D), and the ridge divided by 2/D instead: the
+        # same fit (beta is rescaled by sqrt(2/D), fitted values and h_ii are unchanged), one
+        # pass less over the largest array.
+        ridge = self.ridge * self.features / 2.0
+        # Each model sees the training points in its own order, in-mask points first: rows
+        # [0, first) are in every model's mask and enter the fit as they are; rows [first, last)
+        # are in some models' masks, and are zeroed where not (zero rows add nothing to the sums).
+        order, counts = _in_mask_first(masks, device)                             # (K, n), (K,)
+        first, last = int(counts.min()), int(counts.max())
+        labels = y_train[order]                                                   # (K, n)
+        phi = torch.bmm(x_train[order], weights).cos_()                          # (K, n, D)
+        targets = F.one_hot(labels[:, :last], dataset.num_classes).to(dtype)      # (K, m, C)
+        inside = (torch.arange(last, device=device) < counts.unsqueeze(1)).to(dtype).unsqueeze(-1)
+        targets *= inside
+        band = phi[:, first:last] * inside[:, first:]
+        common = phi[:, :first]
+        gram = _symmetric_product(common).baddbmm_(band.transpose(1, 2), band)
+        gram.diagonal(dim1=1, dim2=2).add_(ridge)
         chol, info = torch.linalg.cholesky_ex(gram)
         if info.any():
             raise TrainingDiverged(f"{self} on {dataset.name}: Gram matrix not positive definite "
                                    f"for seeds {seeds[info.cpu().numpy() > 0][:5].tolist()}; raise ridge")
-        beta = torch.cholesky_solve(phi_in.transpose(1, 2) @ targets, chol)       # (K, D, C)
-        fitted = phi @ beta
-        half = torch.linalg.solve_triangular(chol, phi.transpose(1, 2), upper=False)
-        hat = (half * half).sum(1)                                                 # (K, n): h_ii
-        loo = (fitted - hat.unsqueeze(-1) * targets) / (1.0 - hat).unsqueeze(-1)
-        loo_margin = margins(loo, y_train).masked_fill(~torch.from_numpy(masks).to(device), float("nan"))
-        residual = ((fitted - targets) ** 2).sum(-1) * inside.squeeze(-1)
-        loss = residual.sum(1) / inside.squeeze(-1).sum(1)
+        # Phi^T Y computed as (Y^T Phi)^T: the same product, in the layout BLAS is fast at.
+        moment = torch.baddbmm(targets[:, first:].transpose(1, 2) @ band,
+                               targets[:, :first].transpose(1, 2), common)        # (K, C, D)
+        beta = torch.cholesky_solve(moment.transpose(1, 2), chol)                 # (K, D, C)
+        fitted = phi @ beta                                                       # (K, n, C)
+        fitted_in = fitted[:, :last]
+        loss = (((fitted_in - targets) ** 2).sum(-1) * inside.squeeze(-1)).sum(1) / counts
         if not torch.isfinite(loss).all():
             raise TrainingDiverged(f"{self} on {dataset.name}: non-finite fit; raise ridge")
-        return {
-            "train_margin": margins(fitted, y_train).float().cpu().numpy(),
+        unpermute = order.argsort(1)
+        phi_test = torch.matmul(x_test, weights).cos_()
+        out = {
+            "train_margin": margins(fitted, labels).gather(1, unpermute).float().cpu().numpy(),
             "test_margin": margins(phi_test @ beta, y_test).float().cpu().numpy(),
-            "train_spp": fitted.float().softmax(-1).amax(-1).cpu().numpy(),
+            "train_spp": fitted.float().softmax(-1).amax(-1).gather(1, unpermute).cpu().numpy(),
             "final_loss": loss.float().cpu().numpy(),
-            "loo_margin": loo_margin.float().cpu().numpy(),
         }
+        if self.closed_form_loo:
+            # Rows of Phi_S L^-T are (L^-1 phi_i)^T, whose squared norms are the h_ii.
+            half = torch.linalg.solve_triangular(chol.transpose(1, 2), phi[:, :last], upper=True, left=False)
+            hat = (half * half).sum(-1).unsqueeze(-1)                              # (K, m, 1)
+            loo = (fitted_in - hat * targets) / (1.0 - hat)
+            loo_margin = torch.full(masks.shape, float("nan"), dtype=dtype, device=device)
+            loo_margin[:, :last] = margins(loo, labels[:, :last]).masked_fill(inside.squeeze(-1) == 0, float("nan"))
+            out["loo_margin"] = loo_margin.gather(1, unpermute).float().cpu().numpy()
+        return out
+
+
+def _symmetric_product(a: torch.Tensor, blocks: int = 4) -> torch.Tensor:
+    """a^T a for a (K, m, D), each off-diagonal block computed once and mirrored: 5/8 of the
+    multiply-adds of a plain batched product (BLAS syrk does this; torch does not expose it).
+    Measured 6.1 vs 8.1 ms per 1,353 x 512 model on one core; 2 blocks: 6.6, 8 blocks: 6.3."""
+    product = a.new_empty(a.shape[0], a.shape[2], a.shape[2])
+    edges = [round(a.shape[2] * b / blocks) for b in range(blocks + 1)]
+    for low, high in zip(edges[:-1], edges[1:]):
+        panel = a[:, :, low:high].transpose(1, 2) @ a[:, :, :high]                # rows low:high, columns :high
+        product[:, low:high, :high] = panel
+        product[:, :low, low:high] = panel[:, :, :low].transpose(1, 2)
+    return product
+
+
+def _in_mask_first(masks: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per model, the training point indices with its in-mask points first (both parts
+    ascending), and its number of in-mask points."""
+    order = np.argsort(~masks, axis=1, kind="stable")
+    return torch.from_numpy(order).to(device), torch.from_numpy(masks.sum(1)).to(device)

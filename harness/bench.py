@@ -1,0 +1,263 @@
+"""Throughput of the harness's trainers on this machine: ``python -m harness.bench``.
+
+Prints a table (``--json``: one JSON object of the same figures; ``--quick``: a smaller run
+for CI smoke, seconds). Every time is the best of ``--repeats`` runs, because the machine may
+be shared: the load average before and after is printed with the figures.
+
+- ``matmul_peak_flops``: the machine's own float32 peak, the best of a few large square
+  matmuls (2 n^3 FLOPs each);
+- MLP family: K models (default ``MLPSpec``, each on its own random 70 % subset of the default
+  synthetic set, ~1,600 points) trained by ``MLPSpec.train`` in chunks of ``models_per_pass``,
+  against a plain per-model PyTorch loop doing the same work (:func:`plain_loop_mlp`: an
+  ``nn.Sequential``, ``torch.optim.SGD`` with the same recipe, epochs and batch size, one
+  model after another). The loop is timed on its first ``--loop-models`` models (its time is
+  linear in the models) and both families' test accuracies are compared on those models:
+  ``mlp_ensemble_speedup`` counts only if their means agree within 2 points.
+  Effective FLOP/s of the ensemble: forward + backward = 3x the forward matmul FLOPs,
+  ``3 * 2 B sum(fan_in fan_out)`` per model and step, over the steps actually taken;
+  ``mlp_ensemble_mfu`` is that over ``matmul_peak_flops``;
+- ridge family on ``RIDGE_DATA`` (1,995 training points): ``ridge_exact_loo_seconds``, exact
+  LOO scores of every training point from 100 random-feature draws (``RidgeSpec``,
+  ``full_plan``, ``estimators.closed_form_loo``), and ``ridge_subsampled_2000_seconds``,
+  a 2,000-model subsampled estimate at r = 0.7 (``RidgeSpec(closed_form_loo=False)``,
+  ``subsampled_plan``, ``estimators.subsampled``); ``RidgeSpec.train`` is called in chunks of
+  ``models_per_pass`` directly, without a store, so only compute is timed. ``--quick`` times
+  fewer models and reports them as ``ridge_subsampled_seconds`` / ``ridge_subsampled_models``
+  only (the ``_2000`` key appears only when 2,000 models were timed);
+- ``peak_memory_mb``: the process's peak resident memory on CPU, peak allocated memory on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import estimators
+from harness.data import Dataset, SubpopulationSpec, synthetic
+from harness.masks import full_plan, subsampled_plan
+from harness.train import MLPSpec, RidgeSpec
+
+# The default generator with a larger head sub-population: 5 classes x (16 Zipf sizes from
+# 185 down + 6 singletons) = 1,995 training points, 32 dimensions.
+RIDGE_DATA = SubpopulationSpec(largest=185)
+SAMPLING_RATE = 0.7
+ACCURACY_TOLERANCE = 0.02
+
+
+def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, object]:
+    """Best wall-clock seconds of ``repeats`` calls, and the last call's result."""
+    best, result = math.inf, None
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def matmul_peak_flops(device: torch.device, sizes: tuple[int, ...], repeats: int) -> float:
+    best = 0.0
+    for n in sizes:
+        a, b = (torch.randn(n, n, device=device) for _ in range(2))
+        a @ b  # warm-up: thread pools, kernels
+        seconds, _ = _timed(lambda: a @ b, device, repeats)
+        best = max(best, 2 * n**3 / seconds)
+    return best
+
+
+def _in_chunks(train: Callable, masks: np.ndarray, seeds: np.ndarray, chunk: int) -> dict[str, np.ndarray]:
+    """``train(masks, seeds)`` over fixed chunks of models, each chunk's outputs copied into one
+    array per output as the store does (keeping every chunk's own arrays fragments the heap:
+    +1 GB resident over 250 ridge chunks)."""
+    arrays = {}
+    for start in range(0, len(masks), chunk):
+        for name, values in train(masks[start:start + chunk], seeds[start:start + chunk]).items():
+            if name not in arrays:
+                arrays[name] = np.empty((len(masks), *values.shape[1:]), values.dtype)
+            arrays[name][start:start + len(values)] = values
+    return arrays
+
+
+def plain_loop_mlp(dataset: Dataset, spec: MLPSpec, mask: np.ndarray, seed: int, device: torch.device) -> float:
+    """One model the way a researcher writes it: nn.Sequential, torch.optim.SGD, a minibatch
+    loop over a fresh permutation of the model's points each epoch. Returns its test accuracy."""
+    if spec.optimizer != "sgd" or spec.input_noise:
+        raise ValueError("the plain loop reproduces the SGD recipe without input noise only")
+    torch.manual_seed(seed)
+    widths = [dataset.x_train.shape[1]] + [spec.width] * spec.depth
+    layers = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(widths[-1], dataset.num_classes)).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+                                weight_decay=spec.weight_decay, nesterov=True)
+    members = torch.from_numpy(np.flatnonzero(mask)).to(device)
+    total_steps = spec.epochs * math.ceil(len(members) / spec.batch_size)
+    peak = max(1.0, spec.peak_at * total_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: step / peak if step < peak else max(0.0, (total_steps - step) / max(1.0, total_steps - peak)))
+    x, y = dataset.x_train.to(device), dataset.y_train.to(device)
+    for _ in range(spec.epochs):
+        for batch in members[torch.randperm(len(members), device=device)].split(spec.batch_size):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    with torch.no_grad():
+        return float((model(dataset.x_test.to(device)).argmax(1) == dataset.y_test.to(device)).float().mean())
+
+
+def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: int, peak: float) -> dict:
+    dataset, spec = synthetic(), MLPSpec()
+    plan = subsampled_plan(dataset.n_train, models, SAMPLING_RATE, seed=0)
+    seeds = plan.seeds(0)
+    seconds, out = _timed(lambda: _in_chunks(lambda m, s: spec.train(dataset, m, s, device), plan.masks, seeds,
+                                             spec.models_per_pass), device, repeats)
+    ensemble_accuracy = (out["test_margin"] > 0).mean(1)
+    loop_seconds, loop_accuracy = _timed(
+        lambda: [plain_loop_mlp(dataset, spec, plan.masks[k], int(seeds[k]), device) for k in range(loop_models)],
+        device, repeats)
+    gap = abs(float(np.mean(loop_accuracy)) - float(ensemble_accuracy[:loop_models].mean()))
+    # Every model of a pass takes the steps of the pass's largest mask (harness.train).
+    dims = [dataset.x_train.shape[1]] + [spec.width] * spec.depth + [dataset.num_classes]
+    forward_flops = 2 * spec.batch_size * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    model_steps = 0
+    for start in range(0, models, spec.models_per_pass):
+        counts = plan.masks[start:start + spec.models_per_pass].sum(1)
+        model_steps += len(counts) * spec.epochs * math.ceil(counts.max() / spec.batch_size)
+    flops = 3 * forward_flops * model_steps
+    ensemble_rate, loop_rate = models / seconds, loop_models / loop_seconds
+    return {
+        "mlp_models": models,
+        "mlp_train_points": dataset.n_train,
+        "mlp_ensemble_seconds": seconds,
+        "mlp_ensemble_models_per_second": ensemble_rate,
+        "mlp_loop_models": loop_models,
+        "mlp_loop_seconds": loop_seconds,
+        "mlp_loop_models_per_second": loop_rate,
+        "mlp_ensemble_speedup": ensemble_rate / loop_rate,
+        "mlp_ensemble_test_accuracy": float(ensemble_accuracy.mean()),
+        "mlp_ensemble_test_accuracy_loop_models": float(ensemble_accuracy[:loop_models].mean()),
+        "mlp_loop_test_accuracy": float(np.mean(loop_accuracy)),
+        "mlp_accuracies_agree": gap <= ACCURACY_TOLERANCE,
+        "mlp_ensemble_flops": flops / seconds,
+        "mlp_ensemble_mfu": flops / seconds / peak,
+    }
+
+
+def ridge_figures(device: torch.device, loo_draws: int, subsampled_models: int, repeats: int) -> dict:
+    dataset = synthetic(RIDGE_DATA)
+    spec, fit_only = RidgeSpec(), RidgeSpec(closed_form_loo=False)
+
+    def exact_loo():
+        plan = full_plan(dataset.n_train, loo_draws)
+        out = _in_chunks(lambda m, s: spec.train(dataset, m, s, device), plan.masks, plan.seeds(0),
+                         spec.models_per_pass)
+        return estimators.closed_form_loo(plan.masks, out["train_margin"], out["loo_margin"]), out
+
+    def subsampled():
+        plan = subsampled_plan(dataset.n_train, subsampled_models, SAMPLING_RATE, seed=0)
+        out = _in_chunks(lambda m, s: fit_only.train(dataset, m, s, device), plan.masks, plan.seeds(0),
+                         fit_only.models_per_pass)
+        return estimators.subsampled(plan.masks, out["train_margin"]), out
+
+    loo_seconds, (loo, loo_out) = _timed(exact_loo, device, repeats)
+    sub_seconds, (sub, sub_out) = _timed(subsampled, device, repeats)
+    figures = {
+        "ridge_train_points": dataset.n_train,
+        "ridge_features": spec.features,
+        "ridge_loo_draws": loo_draws,
+        "ridge_exact_loo_seconds": loo_seconds,
+        "ridge_loo_test_accuracy": float((loo_out["test_margin"] > 0).mean()),
+        "ridge_mean_loo_memorization": float(loo.score.mean()),
+        "ridge_subsampled_models": subsampled_models,
+        "ridge_subsampled_seconds": sub_seconds,
+        "ridge_subsampled_test_accuracy": float((sub_out["test_margin"] > 0).mean()),
+        "ridge_mean_subsampled_memorization": float(sub.score.mean()),
+    }
+    if subsampled_models == 2000:
+        figures["ridge_subsampled_2000_seconds"] = sub_seconds
+    return figures
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run(device: str, quick: bool, repeats: int, loop_models: int | None = None) -> dict:
+    models = 10 if quick else 100
+    loop_models = loop_models or (2 if quick else 20)
+    if not 1 <= loop_models <= models:
+        raise ValueError(f"the plain loop is timed on 1 to {models} of the ensemble's models, got {loop_models}")
+    device = torch.device(device)
+    load_before = os.getloadavg()[0]
+    peak = matmul_peak_flops(device, (1024,) if quick else (2048, 4096), repeats)
+    figures = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "repeats": repeats,
+        "load_average_before": load_before,
+        "matmul_peak_flops": peak,
+    }
+    figures |= mlp_figures(device, models, loop_models, repeats, peak)
+    figures |= ridge_figures(device, loo_draws=8 if quick else 100, subsampled_models=16 if quick else 2000,
+                             repeats=repeats)
+    figures["peak_memory_mb"] = peak_memory_mb(device)
+    figures["load_average_after"] = os.getloadavg()[0]
+    return figures
+
+
+def _table(figures: dict) -> str:
+    def show(value):
+        if isinstance(value, float):
+            return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+        return str(value)
+
+    width = max(map(len, figures))
+    lines = [f"{name:<{width}}  {show(value)}" for name, value in figures.items()]
+    if not figures["mlp_accuracies_agree"]:
+        lines.append(f"mlp_ensemble_speedup does not count: test accuracies differ by more than "
+                     f"{ACCURACY_TOLERANCE:.0%} ({figures['mlp_ensemble_test_accuracy_loop_models']:.4f} vs "
+                     f"{figures['mlp_loop_test_accuracy']:.4f})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke run of seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--repeats", type=int, help="timings per figure, best kept (default 3, --quick 1)")
+    parser.add_argument("--loop-models", type=int, help="models the plain loop is timed on (default 20, --quick 2)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    figures = run(args.device, args.quick, args.repeats or (1 if args.quick else 3), args.loop_models)
+    print(json.dumps(figures) if args.json else _table(figures))
+
+
+if __name__ == "__main__":
+    main()
