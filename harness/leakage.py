@@ -15,7 +15,8 @@ the typical distance from a training point to its nearest other training point.
 - :func:`detect_near_duplicates` flags test point j when its nearest training point is closer than
   the ``quantile`` of the training split's own nn(i),
       min_i ||x_j - x_i|| < Q_quantile({nn(i)}),
-  i.e. (default 0.05) closer than 19 in 20 training points are to their nearest neighbour.
+  i.e. (default 0.05) closer than 19 in 20 training points are to their nearest neighbour;
+  distances on centred unit-length inputs (:mod:`harness.duplicates`, the suite's one rule).
 - :func:`copy_weights_matching_clean_mix` weights planted copies so that they come from the
   sub-populations in the clean test split's proportions: a copy c of a point of sub-population g
   gets
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from harness.data import Dataset
+from harness.duplicates import find_near_duplicates
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,13 +118,15 @@ def plant_near_duplicates(dataset: Dataset, sources, relative_noise: float = 0.1
 
 
 def detect_near_duplicates(dataset: Dataset, quantile: float = 0.05) -> LeakedTestSplit:
-    """Flag test points closer to a training point than the ``quantile`` of training nn distances."""
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile must lie strictly between 0 and 1, got {quantile}")
-    cutoff = float(np.quantile(training_nn_distances(dataset), quantile))
-    distance, nearest = _nearest(_flat(dataset.x_test), _flat(dataset.x_train))
-    leaked = distance < cutoff
-    return LeakedTestSplit(dataset, leaked, np.where(leaked, nearest, -1))
+    """Test points flagged by :func:`harness.duplicates.find_near_duplicates` (the suite's one
+    detection rule: closer to a training point than the ``quantile`` of training nn distances,
+    on centred unit-length inputs), as a leaked split."""
+    found = find_near_duplicates(dataset, quantile)
+    leaked = np.zeros(dataset.n_test, dtype=bool)
+    source = np.full(dataset.n_test, -1, dtype=np.int64)
+    leaked[found.pairs["test"].to_numpy()] = True
+    source[found.pairs["test"].to_numpy()] = found.pairs["train"].to_numpy()
+    return LeakedTestSplit(dataset, leaked, source)
 
 
 def copy_weights_matching_clean_mix(split: LeakedTestSplit) -> np.ndarray:
