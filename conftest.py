@@ -67,6 +67,9 @@ def pytest_configure(config):
                                   deadline=None, derandomize=True, print_blob=True,
                                   suppress_health_check=[HealthCheck.too_slow])
     settings.load_profile(config.getoption("--profile"))
+    if config.getoption("--store"):
+        # Everything keyed beside the runs (e.g. cached image embeddings) follows --store.
+        os.environ["MEMSUITE_STORE"] = str(Path(config.getoption("--store")).resolve())
     if config.getoption("--update-baseline") and not config.getoption("--baseline"):
         raise pytest.UsageError("--update-baseline needs --baseline PATH")
     reports = Path(config.getoption("--reports-dir"))

@@ -25,6 +25,9 @@ be shared: the load average before and after is printed with the figures.
   fewer models and reports them as ``ridge_subsampled_seconds`` / ``ridge_subsampled_models``
   only (the ``_2000`` key appears only when 2,000 models were timed);
 - ``peak_memory_mb``: the process's peak resident memory on CPU, peak allocated memory on CUDA.
+
+Threads: torch's default (one per core) unless ``--threads``. On a machine other jobs share,
+OpenMP threads wait for each other at every operation: compare with ``--threads 1``.
 """
 
 from __future__ import annotations
@@ -200,16 +203,30 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run(device: str, quick: bool, repeats: int, loop_models: int | None = None) -> dict:
+def mlp_sizes(quick: bool, loop_models: int | None = None) -> tuple[int, int]:
+    """Models in the MLP ensemble, and how many of them the plain loop is timed on."""
     models = 10 if quick else 100
-    loop_models = loop_models or (2 if quick else 20)
+    loop_models = loop_models if loop_models is not None else (2 if quick else 20)
     if not 1 <= loop_models <= models:
         raise ValueError(f"the plain loop is timed on 1 to {models} of the ensemble's models, got {loop_models}")
+    return models, loop_models
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "cpu"
+
+
+def run(device: str, quick: bool, repeats: int, loop_models: int | None = None) -> dict:
+    models, loop_models = mlp_sizes(quick, loop_models)
     device = torch.device(device)
     load_before = os.getloadavg()[0]
     peak = matmul_peak_flops(device, (1024,) if quick else (2048, 4096), repeats)
     figures = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({_cpu_name()})",
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -255,6 +272,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    try:
+        mlp_sizes(args.quick, args.loop_models)
+    except ValueError as error:
+        parser.error(str(error))
     figures = run(args.device, args.quick, args.repeats or (1 if args.quick else 3), args.loop_models)
     print(json.dumps(figures) if args.json else _table(figures))
 

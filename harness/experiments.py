@@ -27,6 +27,7 @@ learns from 5,000 images in the time the CNN needs for 1,000, and reaches higher
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -42,7 +43,7 @@ from harness.estimators import MemorizationScores
 from harness.images import DatasetNotFound
 from harness.masks import full_plan, loo_plan, subsampled_plan
 from harness.profiles import SIZE_BINS, Profile, size_bin
-from harness.store import Store
+from harness.store import Store, default_root
 
 
 # Synthetic variants the claims are parametrized over: (tail exponent, separation, label noise).
@@ -107,16 +108,28 @@ def load_image_dataset(name: str, profile: Profile) -> Dataset:
                    x_test=full.x_test[test], y_test=full.y_test[test],
                    meta={**full.meta, "limit_train": profile.image_limit_train,
                          "limit_test": profile.image_limit_test, "seed": SUBSET_SEED})
-    fit_on = replace(full, x_train=full.x_train[pool], y_train=full.y_train[pool])
-    # One thread: the clustering, and with it the store key of every run, must not depend on
-    # how many threads a process happens to use.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        features = zoo.penultimate_features(EMBEDDING_MODEL, fit_on, (data.x_train, data.x_test),
-                                            zoo.RECIPES[EMBEDDING_RECIPE], seed=POOL_SEED)
-    finally:
-        torch.set_num_threads(threads)
+    fit_on = replace(full, x_train=full.x_train[pool], y_train=full.y_train[pool],
+                     x_test=full.x_test[:0], y_test=full.y_test[:0])
+    cache = default_root() / "features" / (f"{name}-{data.fingerprint}-{fit_on.fingerprint}-"
+                                           f"{EMBEDDING_MODEL}-{EMBEDDING_RECIPE}-{POOL_SEED}.npz")
+    if cache.exists():
+        with np.load(cache) as stored:
+            features = (stored["train"], stored["test"])
+    else:
+        # One thread: the clustering, and with it the store key of every run, must not depend on
+        # how many threads a process happens to use.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            features = zoo.penultimate_features(EMBEDDING_MODEL, fit_on, (data.x_train, data.x_test),
+                                                zoo.RECIPES[EMBEDDING_RECIPE], seed=POOL_SEED)
+        finally:
+            torch.set_num_threads(threads)
+        # Cached beside the runs it keys: warm runs (and every xdist worker) skip the fit.
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(partial, train=features[0], test=features[1])
+        os.replace(partial, cache)
     data = infer_subpopulations(data, features=features)
     embedding = (f"last hidden layer of one {EMBEDDING_MODEL} ({EMBEDDING_RECIPE} recipe) trained on "
                  f"{len(pool)} training images " + ("outside the subset" if disjoint else "of the subset"))
