@@ -26,7 +26,7 @@ import pytest
 
 from harness import image_plots, plots, stats
 from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
-from harness.verdict import ClaimResult, Statistic, Threshold
+from harness.verdict import ClaimResult, Statistic, Threshold, models_to_decide
 
 CLAIM = "approx-overestimates"
 THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: small sub-populations are overestimated, and more "
@@ -120,8 +120,7 @@ def overestimation_study(case, profile, store, device) -> tuple[ClaimResult, dic
                          "16 % at 0.25 and 70 % at 0.45; small sub-populations most affected",
                "source": "IMN25 4.2 (CIFAR-10, VGG-6, 200 points x 100 LOO models, 4,000 subsampled)"},
         models_trained=study.models,
-        models_to_decide=stats.models_to_resolve(decisive.half_width, study.models,
-                                                 max(abs(decisive.estimate), 1e-3)),
+        models_to_decide=models_to_decide(decisive, THRESHOLD, study.models),
         notes=[f"{len(table)} points scored by exact LOO ({study.loo.method}); sub-population sizes "
                f"{'known' if case.data.startswith('synthetic') else 'inferred by clustering within each class'}: "
                f"{subpopulation_summary(data)}",

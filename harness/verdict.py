@@ -116,6 +116,16 @@ def decide(statistic: Statistic, threshold: Threshold) -> str:
     return INCONCLUSIVE
 
 
+def models_to_decide(statistic: Statistic, threshold: Threshold, models: int) -> int | None:
+    """For an inconclusive verdict, the models at which the interval (half width ~ 1/sqrt(models))
+    would shrink to the distance between estimate and threshold; None when already decided."""
+    from harness.stats import models_to_resolve
+
+    if decide(statistic, threshold) != INCONCLUSIVE or not statistic.half_width > 0 or models < 1:
+        return None
+    return models_to_resolve(statistic.half_width, models, max(abs(statistic.estimate - threshold.value), 1e-3))
+
+
 @functools.cache
 def _installed_versions() -> tuple[tuple[str, str], ...]:
     versions = [("python", platform.python_version())]
