@@ -16,8 +16,9 @@ K small models cost about as much as one K-times-wider model. Each model draws i
 minibatches from its own mask with its own generator: every epoch a fresh permutation of its
 in-mask points, batches wrapping around so all models take the same number of steps. The
 loss is the sum of the K models' mean cross-entropies, so each model's gradient is exactly
-its own. Gradients are written by hand (no autograd graph, no per-step allocations): with
-a_0 the batch (features x B), z_l = W_l a_{l-1} + b_l, a_l = relu(z_l), logits z_L,
+its own. Gradients are written by hand (no autograd graph; the step's large arrays are
+allocated once per pass): with a_0 the batch (features x B), z_l = W_l a_{l-1} + b_l,
+a_l = relu(z_l) and logits z_L,
 
     delta_L = (softmax(z_L) - onehot(y)) / B,      grad W_l = delta_l a_{l-1}^T,
     grad b_l = sum over the batch of delta_l,      delta_{l-1} = (W_l^T delta_l) * [a_{l-1} > 0].
