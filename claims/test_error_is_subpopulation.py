@@ -31,9 +31,10 @@ from harness import image_plots, plots, stats
 from harness.duplicates import find_near_duplicates
 from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
 from harness.verdict import ClaimResult, Statistic, Threshold, models_to_decide
+from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "error-is-subpopulation"
-INFLUENCE_CUT = 0.25  # FZ20's high-influence threshold, also IMN25's first false-positive threshold
+INFLUENCE_CUT = FZ20_HIGH_INFLUENCE
 THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: highest-error points are small sub-populations and "
                                     "lowest-error points outliers (the sign is the claim)")
 

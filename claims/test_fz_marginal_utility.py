@@ -28,9 +28,10 @@ from harness.removal import (
     undecidable,
 )
 from harness.verdict import ClaimResult, Threshold
+from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "fz-marginal-utility"
-MEMORIZATION_THRESHOLD = 0.25  # FZ20's high-influence cut (CLAIMS.md: 1,015 pairs with mem >= 0.25)
+MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
 THRESHOLD = Threshold(0.0, "above", "FZ20: removing memorized points costs more accuracy than removing as many "
                                     "random points (the sign is the claim)")
 

@@ -49,9 +49,10 @@ from harness.removal import (
     undecidable,
 )
 from harness.verdict import ClaimResult, Threshold
+from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "leakage"
-MEMORIZATION_THRESHOLD = 0.25  # FZ20's high-influence cut
+MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
 CIFAR100_LEAK_SHARE = 0.10  # Barz & Denzler 2020: about 10 % of CIFAR-100 test images have a training near-duplicate
 DETECTION_QUANTILE = 0.05
 THRESHOLD = Threshold(0.0, "above", "IMN26: near-duplicates inflate the marginal utility (the sign is the claim)")

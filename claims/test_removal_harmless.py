@@ -39,9 +39,10 @@ from harness.removal import (
     undecidable,
 )
 from harness.verdict import ClaimResult, Threshold
+from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "removal-harmless"
-MEMORIZATION_THRESHOLD = 0.25  # FZ20's high-influence cut
+MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
 NON_INFERIORITY_MARGIN = 0.005
 THRESHOLD = Threshold(NON_INFERIORITY_MARGIN, "below",
                       "non-inferiority margin of 0.5 accuracy points: a fifth of FZ20's 2.54 % drop and 2.5 "

@@ -34,9 +34,10 @@ from harness.removal import (
     undecidable,
 )
 from harness.verdict import ClaimResult, Statistic, Threshold
+from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "removal-shifts-distribution"
-MEMORIZATION_THRESHOLD = 0.25  # FZ20's high-influence cut (CLAIMS.md: 1,015 pairs with mem >= 0.25)
+MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
 THRESHOLD = Threshold(0.0, "above", "IMN25 4.3: the drop comes from the test points of purged "
                                     "sub-populations (the sign is the claim)")
 

@@ -30,6 +30,10 @@ from harness.data import SubpopulationSpec
 from harness.train import MLPSpec, RidgeSpec
 from harness.zoo import ConvSpec
 
+# FZ20's high-influence cut: the 1,015 CIFAR-100 pairs it released have mem >= 0.25 (CLAIMS.md);
+# also IMN25's first false-positive threshold.
+FZ20_HIGH_INFLUENCE = 0.25
+
 # Sub-population size bins of the claims (CLAIMS.md, approx-overestimates: "small" = 2 to 10).
 SIZE_BINS = {"singleton": (1, 1), "small": (2, 10), "large": (11, 10**9)}
 
