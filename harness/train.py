@@ -229,6 +229,7 @@ class _StackedMLPs:
         self.activations = [params.new_empty(shape) for shape in hidden] + [None]  # logits: small, fresh
         self.deltas = [params.new_empty(shape) for shape in hidden]
         self.relu_grads = [params.new_empty(shape) for shape in hidden]
+        self.minus_ones = params.new_full((n_models, 1, batch_size), -1.0)
 
     def backpropagate(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Write into the parameters' ``.grad`` the gradient of the sum of the models' mean
@@ -241,7 +242,7 @@ class _StackedMLPs:
                 out.relu_()
         logits = activations.pop()
         # d loss / d logits = (softmax - one-hot) / B: subtract 1 at each true class.
-        delta = logits.softmax(1).scatter_add_(1, labels.unsqueeze(1), logits.new_full(labels.unsqueeze(1).shape, -1.0))
+        delta = logits.softmax(1).scatter_add_(1, labels.unsqueeze(1), self.minus_ones)
         delta /= labels.shape[1]
         for layer in reversed(range(len(self.layers))):
             (weight, _), (weight_grad, bias_grad) = self.layers[layer], self.grads[layer]
