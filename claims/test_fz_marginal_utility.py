@@ -21,13 +21,12 @@ from harness import plots, stats
 from harness.experiments import Case, load_dataset
 from harness.removal import (
     describe_scores,
-    models_per_arm_to_decide,
     removal_experiment,
     selection_scores,
     statistic,
     undecidable,
 )
-from harness.verdict import ClaimResult, Threshold
+from harness.verdict import ClaimResult, Threshold, models_to_decide
 from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "fz-marginal-utility"
@@ -69,7 +68,7 @@ def test_removing_memorized_points_costs_more_than_removing_random_points(case, 
         statistics=drops,
         paper={"figure": "2.54 +- 0.20 % drop (CIFAR-100)", "source": "FZ20, as quoted in IMN25 3.3"},
         models_trained=score_models + utility.models,
-        models_to_decide=models_per_arm_to_decide(decisive, THRESHOLD, models),
+        models_to_decide=models_to_decide(decisive, THRESHOLD, models),
         notes=[f"{describe_scores(case.rate, score_models)}; {count} of {data.n_train} points "
                f"({count / data.n_train:.1%}) with score >= {MEMORIZATION_THRESHOLD}; {models} models per arm; "
                "accuracies as fractions (0.01 = 1 point)"],

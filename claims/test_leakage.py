@@ -42,13 +42,12 @@ from harness.leakage import copy_weights_matching_clean_mix, detect_near_duplica
 from harness.removal import (
     describe_scores,
     marginal_utility,
-    models_per_arm_to_decide,
     select_above,
     selection_scores,
     statistic,
     undecidable,
 )
-from harness.verdict import ClaimResult, Threshold
+from harness.verdict import ClaimResult, Threshold, models_to_decide
 from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "leakage"
@@ -130,7 +129,7 @@ def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, 
         paper={"figure": "qualitative: leakage-free test sets (CIFAR without duplicates, ImageNet-V2) shrink "
                          "the marginal utility", "source": "IMN26 (reviews)"},
         models_trained=score_models + (utility.models if utility is not None else 0),
-        models_to_decide=models_per_arm_to_decide(decisive, THRESHOLD, models), notes=notes,
+        models_to_decide=models_to_decide(decisive, THRESHOLD, models), notes=notes,
     )
     figures = {}
     if utility is not None:

@@ -32,13 +32,12 @@ from harness.experiments import Case, load_dataset
 from harness.removal import (
     describe_scores,
     marginal_utility,
-    models_per_arm_to_decide,
     select_above,
     selection_scores,
     statistic,
     undecidable,
 )
-from harness.verdict import ClaimResult, Threshold
+from harness.verdict import ClaimResult, Threshold, models_to_decide
 from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "removal-harmless"
@@ -98,7 +97,7 @@ def test_removing_truly_memorized_points_does_not_lower_accuracy(case, profile, 
         paper={"figure": "removing truly memorized points does not cause a drop in accuracy, and in most "
                          "cases improves test performance", "source": "IMN26 abstract"},
         models_trained=score_models + (utility.models if utility is not None else 0),
-        models_to_decide=models_per_arm_to_decide(decisive, THRESHOLD, models),
+        models_to_decide=models_to_decide(decisive, THRESHOLD, models),
         notes=[f"{describe_scores(case.rate, score_models)}; {int(singleton.sum())} singletons and "
                f"{int(mislabeled.sum())} mislabeled points; removed (score >= {MEMORIZATION_THRESHOLD}): {counts}; "
                f"{models} models per arm; accuracies as fractions (0.01 = 1 point)"],

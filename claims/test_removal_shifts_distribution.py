@@ -27,13 +27,12 @@ from harness.experiments import Case, load_dataset
 from harness.profiles import size_bin
 from harness.removal import (
     describe_scores,
-    models_per_arm_to_decide,
     removal_experiment,
     selection_scores,
     statistic,
     undecidable,
 )
-from harness.verdict import ClaimResult, Statistic, Threshold
+from harness.verdict import ClaimResult, Statistic, Threshold, models_to_decide
 from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "removal-shifts-distribution"
@@ -111,7 +110,7 @@ def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, de
         paper={"figure": "qualitative: the drop is due to purged sub-populations; removing low-score points of "
                          "large sub-populations would also lower accuracy", "source": "IMN25 4.3"},
         models_trained=score_models + utility.models,
-        models_to_decide=models_per_arm_to_decide(decisive, THRESHOLD, models), notes=notes,
+        models_to_decide=models_to_decide(decisive, THRESHOLD, models), notes=notes,
     )
     drops = [s for s in further if s.unit == "models"]
     conclude(result,

@@ -42,13 +42,12 @@ from harness.profiles import SIZE_BINS, size_bin
 from harness.removal import (
     describe_scores,
     marginal_utility,
-    models_per_arm_to_decide,
     select_above,
     selection_scores,
     statistic,
     undecidable,
 )
-from harness.verdict import ClaimResult, Statistic, Threshold
+from harness.verdict import ClaimResult, Statistic, Threshold, models_to_decide
 
 CLAIM = "threshold-dependence"
 MATERIAL_CHANGE = 1.96 * np.sqrt(2) * 0.0020
@@ -146,7 +145,7 @@ def test_marginal_utility_changes_materially_across_thresholds(case, profile, st
                          "low-score points does; high thresholds pick singletons, low ones sub-populations",
                "source": "IMN25 4.1"},
         models_trained=score_models + (utility.models if utility is not None else 0),
-        models_to_decide=models_per_arm_to_decide(decisive, THRESHOLD, models),
+        models_to_decide=models_to_decide(decisive, THRESHOLD, models),
         notes=[f"{describe_scores(case.rate, score_models)}; "
                f"{models} models per arm; accuracies as fractions (0.01 = 1 point)",
                f"thresholds selecting no point (left out): "

@@ -43,7 +43,7 @@ from harness.experiments import loo_scores, subsampled_scores
 from harness.masks import full_plan, loo_plan
 from harness.profiles import SIZE_BINS, Profile
 from harness.store import Store
-from harness.verdict import INCONCLUSIVE, Statistic, Threshold, decide
+from harness.verdict import Statistic
 
 FZ20_RATE = 0.7  # FZ20's sampling rate r for the subsampled estimator
 ARMS = ("memorized", "random", "low-score large")
@@ -349,11 +349,3 @@ def removal_experiment(dataset: Dataset, spec, scores, threshold: float, models:
 def undecidable(name: str, reason: str) -> Statistic:
     """A decisive statistic the data cannot provide (e.g. nothing selected): never decided."""
     return Statistic(name, float("nan"), float("nan"), float("nan"), 0, "models", reason)
-
-
-def models_per_arm_to_decide(decisive: Statistic, threshold: Threshold, models_per_arm: int) -> int | None:
-    """Models per arm at which an undecided interval would stop straddling the threshold (else None)."""
-    distance = abs(decisive.estimate - threshold.value)
-    if decide(decisive, threshold) != INCONCLUSIVE or not (np.isfinite(distance) and decisive.half_width > 0):
-        return None
-    return stats.models_to_resolve(decisive.half_width, models_per_arm, max(distance, 1e-4))

@@ -20,6 +20,7 @@ through JSON via :meth:`ClaimResult.to_dict` / :meth:`ClaimResult.from_dict`.
 from __future__ import annotations
 
 import functools
+import math
 import importlib.metadata
 import platform
 from dataclasses import asdict, dataclass, field, fields
@@ -121,9 +122,11 @@ def models_to_decide(statistic: Statistic, threshold: Threshold, models: int) ->
     would shrink to the distance between estimate and threshold; None when already decided."""
     from harness.stats import models_to_resolve
 
-    if decide(statistic, threshold) != INCONCLUSIVE or not statistic.half_width > 0 or models < 1:
+    distance = abs(statistic.estimate - threshold.value)
+    if (decide(statistic, threshold) != INCONCLUSIVE or not statistic.half_width > 0 or models < 1
+            or not math.isfinite(distance)):
         return None
-    return models_to_resolve(statistic.half_width, models, max(abs(statistic.estimate - threshold.value), 1e-3))
+    return models_to_resolve(statistic.half_width, models, max(distance, 1e-4))
 
 
 @functools.cache
