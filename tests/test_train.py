@@ -11,7 +11,7 @@ from harness.data import SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
 from harness.masks import full_plan, subsampled_plan
 from harness.store import Store
-from harness.train import MLPSpec, RidgeSpec, TrainingDiverged, margins, median_distance
+from harness.train import MLPSpec, RidgeSpec, TrainingDiverged, _StackedMLPs, margins, median_distance
 
 # 3 classes x (12 + 4 + 2 + 2 singletons) = 60 training points, 8 features.
 SMALL = SubpopulationSpec(num_classes=3, dim=8, subpops_per_class=3, largest=12, singletons_per_class=2, seed=1)
@@ -39,6 +39,39 @@ def partial_masks(n: int) -> np.ndarray:
     masks = np.ones((2, n), dtype=bool)
     masks[1, ::5] = False
     return masks
+
+
+# --- the MLP's hand-written backpropagation ----------------------------------------------------
+
+@pytest.mark.parametrize("depth", [0, 1, 2], ids=lambda d: f"{d} hidden layers")
+def test_stacked_mlp_gradients_equal_autograd_of_the_summed_mean_cross_entropies(depth):
+    models, features, width, classes, batch = 3, 5, 7, 4, 6
+    dims = [features] + [width] * depth + [classes]
+    gen = torch.Generator().manual_seed(depth)
+    size = sum(models * (a * b + b) for a, b in zip(dims[:-1], dims[1:]))
+    params = torch.randn(size, generator=gen, dtype=torch.float64)
+    params.grad = torch.zeros_like(params)
+    stacked = _StackedMLPs(params, models, dims, batch)
+    inputs = torch.randn(models, features, batch, generator=gen, dtype=torch.float64)
+    labels = torch.randint(classes, (models, batch), generator=gen)
+    targets = torch.nn.functional.one_hot(labels, classes).transpose(1, 2).double() / -batch
+    logits = stacked.backpropagate(inputs, targets)
+
+    # The layout harness.train._layers documents: each layer's weight, then its bias.
+    reference = params.detach().clone().requires_grad_()
+    h, start = inputs, 0
+    for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+        weight = reference[start:start + models * fan_out * fan_in].view(models, fan_out, fan_in)
+        start += weight.numel()
+        bias = reference[start:start + models * fan_out].view(models, fan_out, 1)
+        start += bias.numel()
+        h = weight @ h + bias
+        if layer < depth:
+            h = h.relu()
+    loss = sum(torch.nn.functional.cross_entropy(h[k].T, labels[k]) for k in range(models))
+    loss.backward()
+    torch.testing.assert_close(logits, h.detach())
+    torch.testing.assert_close(params.grad, reference.grad)
 
 
 # --- exact closed-form leave-one-out ---------------------------------------------------------
