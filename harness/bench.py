@@ -23,7 +23,12 @@ be shared: the load average before and after is printed with the figures.
   ``subsampled_plan``, ``estimators.subsampled``); ``RidgeSpec.train`` is called in chunks of
   ``models_per_pass`` directly, without a store, so only compute is timed. ``--quick`` times
   fewer models and reports them as ``ridge_subsampled_seconds`` / ``ridge_subsampled_models``
-  only (the ``_2000`` key appears only when 2,000 models were timed);
+  only (the ``_2000`` key appears only when 2,000 models were timed).
+  ``ridge_subsampled_floor_seconds`` is what the same models cannot go below on this machine:
+  per model, its Gram matrix's distinct multiply-adds (m D^2 FLOPs for m in-mask points, what
+  BLAS syrk does) and a Cholesky factorisation (D^3 / 3) at ``matmul_peak_flops``, plus a
+  cosine for each of its (n + n_test) x D features at the machine's measured rate for
+  ``torch.cos`` (``cos_values_per_second``); nothing else (drawing, solving, predicting) counted;
 - ``peak_memory_mb``: the process's peak resident memory on CPU, peak allocated memory on CUDA.
 
 Threads: torch's default (one per core) unless ``--threads``. On a machine other jobs share,
@@ -167,7 +172,25 @@ def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: in
     }
 
 
-def ridge_figures(device: torch.device, loo_draws: int, subsampled_models: int, repeats: int) -> dict:
+def cos_values_per_second(device: torch.device, repeats: int) -> float:
+    values = torch.rand(2**23, device=device) * 2 * math.pi
+    out = torch.empty_like(values)
+    torch.cos(values, out=out)  # warm-up
+    seconds, _ = _timed(lambda: torch.cos(values, out=out), device, repeats)
+    return values.numel() / seconds
+
+
+def ridge_floor_seconds(models: int, in_mask: float, points: int, features: int, peak: float,
+                        cosines_per_second: float) -> float:
+    """Seconds ``models`` ridge fits of ``in_mask`` points each take at the least: the Gram
+    matrix's distinct FLOPs and the Cholesky factorisation's at ``peak``, and the features'
+    cosines on ``points`` training and test points (module docstring)."""
+    flops = in_mask * features**2 + features**3 / 3
+    return models * (flops / peak + points * features / cosines_per_second)
+
+
+def ridge_figures(device: torch.device, loo_draws: int, subsampled_models: int, repeats: int,
+                  peak: float) -> dict:
     dataset = synthetic(RIDGE_DATA)
     spec, fit_only = RidgeSpec(), RidgeSpec(closed_form_loo=False)
     warm_up = full_plan(dataset.n_train, 2)
@@ -187,6 +210,9 @@ def ridge_figures(device: torch.device, loo_draws: int, subsampled_models: int, 
 
     loo_seconds, (loo, loo_out) = _timed(exact_loo, device, repeats)
     sub_seconds, (sub, sub_out) = _timed(subsampled, device, repeats)
+    cosines = cos_values_per_second(device, repeats)
+    floor = ridge_floor_seconds(subsampled_models, SAMPLING_RATE * dataset.n_train, dataset.n_train + dataset.n_test,
+                                spec.features, peak, cosines)
     figures = {
         "ridge_train_points": dataset.n_train,
         "ridge_features": spec.features,
@@ -196,6 +222,8 @@ def ridge_figures(device: torch.device, loo_draws: int, subsampled_models: int, 
         "ridge_mean_loo_memorization": float(loo.score.mean()),
         "ridge_subsampled_models": subsampled_models,
         "ridge_subsampled_seconds": sub_seconds,
+        "cos_values_per_second": cosines,
+        "ridge_subsampled_floor_seconds": floor,
         "ridge_subsampled_test_accuracy": float((sub_out["test_margin"] > 0).mean()),
         "ridge_mean_subsampled_memorization": float(sub.score.mean()),
     }
@@ -243,7 +271,7 @@ def run(device: str, quick: bool, repeats: int, loop_models: int | None = None) 
     }
     figures |= mlp_figures(device, models, loop_models, repeats, peak)
     figures |= ridge_figures(device, loo_draws=8 if quick else 100, subsampled_models=16 if quick else 2000,
-                             repeats=repeats)
+                             repeats=repeats, peak=peak)
     figures["peak_memory_mb"] = peak_memory_mb(device)
     figures["load_average_after"] = os.getloadavg()[0]
     return figures

@@ -16,7 +16,7 @@ from harness.data import Dataset
 from harness.masks import MaskPlan
 from harness.store import Store
 
-HARNESS_RESULTS_VERSION = 1  # bump when a change alters what stored runs contain
+HARNESS_RESULTS_VERSION = 2  # bump when a change alters what stored runs contain (2: trainers reordered float sums)
 
 
 @dataclass(frozen=True, eq=False)

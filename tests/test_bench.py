@@ -1,0 +1,46 @@
+"""The benchmark's arithmetic and its command line (a --quick run of seconds: its figures
+are noise on a shared machine, so only their presence and sanity are checked)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness import bench
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """--threads sets torch's thread count for the whole process: put it back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_ridge_floor_counts_gram_cholesky_and_cosines_by_hand():
+    # Per model: 10 x 4^2 + 4^3 / 3 = 181.33 FLOPs at 1,000 FLOP/s, and 20 x 4 cosines at 100/s.
+    assert bench.ridge_floor_seconds(2, 10, 20, 4, peak=1e3, cosines_per_second=1e2) == pytest.approx(
+        2 * (181.3333 / 1e3 + 80 / 1e2), rel=1e-4)
+
+
+def test_a_quick_run_prints_every_figure_as_json(capsys):
+    bench.main(["--quick", "--json", "--threads", "1"])
+    figures = json.loads(capsys.readouterr().out)
+    for name in ("matmul_peak_flops", "mlp_ensemble_speedup", "mlp_ensemble_mfu", "ridge_exact_loo_seconds",
+                 "ridge_subsampled_seconds", "ridge_subsampled_floor_seconds", "peak_memory_mb"):
+        assert figures[name] > 0, name
+    assert figures["mlp_accuracies_agree"] is True
+    assert "ridge_subsampled_2000_seconds" not in figures  # only a 2,000-model run reports it
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--quick", "--loop-models", "11"], "the plain loop is timed on 1 to 10"),
+], ids=["zero repeats", "zero threads", "more loop models than the ensemble has"])
+def test_bad_arguments_stop_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench.main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
