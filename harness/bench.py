@@ -6,9 +6,11 @@ be shared: the load average before and after is printed with the figures.
 
 - ``matmul_peak_flops``: the machine's own float32 peak, the best of a few large square
   matmuls (2 n^3 FLOPs each);
+- every ensemble is trained the suite's way, by ``train_ensemble`` into a throw-away store:
+  passes of ``models_per_pass`` models, as many at once as torch has CPU threads, one thread
+  each (``harness.ensemble.torch_threads``);
 - MLP family: K models (default ``MLPSpec``, each on its own random 70 % subset of the default
-  synthetic set, ~1,600 points) trained by ``MLPSpec.train`` in chunks of ``models_per_pass``,
-  against a plain per-model PyTorch loop doing the same work (:func:`plain_loop_mlp`: an
+  synthetic set, ~1,600 points) trained as an ensemble, against a plain per-model PyTorch loop doing the same work (:func:`plain_loop_mlp`: an
   ``nn.Sequential``, ``torch.optim.SGD`` with the same recipe, epochs and batch size, one
   model after another). The loop is timed on its first ``--loop-models`` models (its time is
   linear in the models) and both families' test accuracies are compared on those models:
@@ -20,8 +22,7 @@ be shared: the load average before and after is printed with the figures.
   LOO scores of every training point from 100 random-feature draws (``RidgeSpec``,
   ``full_plan``, ``estimators.closed_form_loo``), and ``ridge_subsampled_2000_seconds``,
   a 2,000-model subsampled estimate at r = 0.7 (``RidgeSpec(closed_form_loo=False)``,
-  ``subsampled_plan``, ``estimators.subsampled``); ``RidgeSpec.train`` is called in chunks of
-  ``models_per_pass`` directly, without a store, so only compute is timed. ``--quick`` times
+  ``subsampled_plan``, ``estimators.subsampled``). ``--quick`` times
   fewer models and reports them as ``ridge_subsampled_seconds`` / ``ridge_subsampled_models``
   only (the ``_2000`` key appears only when 2,000 models were timed).
   ``ridge_subsampled_floor_seconds`` is what the same models cannot go below on this machine:
@@ -31,8 +32,9 @@ be shared: the load average before and after is printed with the figures.
   ``torch.cos`` (``cos_values_per_second``); nothing else (drawing, solving, predicting) counted;
 - ``peak_memory_mb``: the process's peak resident memory on CPU, peak allocated memory on CUDA.
 
-Threads: torch's default (one per core) unless ``--threads``. On a machine other jobs share,
-OpenMP threads wait for each other at every operation: compare with ``--threads 1``.
+Threads: torch's default (one per core) unless ``--threads``; the plain loop runs on all of
+them, the ensemble's passes one thread each. On a machine other jobs share, OpenMP threads
+wait for each other at every operation: compare with ``--threads 1``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import json
 import math
 import os
 import resource
+import tempfile
 import time
 from typing import Callable
 
@@ -52,7 +55,9 @@ from torch import nn
 
 from harness import estimators
 from harness.data import Dataset, SubpopulationSpec, synthetic
-from harness.masks import full_plan, subsampled_plan
+from harness.ensemble import train_ensemble
+from harness.masks import MaskPlan, full_plan, subsampled_plan
+from harness.store import Store
 from harness.train import MLPSpec, RidgeSpec
 
 # The default generator with a larger head sub-population: 5 classes x (16 Zipf sizes from
@@ -86,17 +91,12 @@ def matmul_peak_flops(device: torch.device, sizes: tuple[int, ...], repeats: int
     return best
 
 
-def _in_chunks(train: Callable, masks: np.ndarray, seeds: np.ndarray, chunk: int) -> dict[str, np.ndarray]:
-    """``train(masks, seeds)`` over fixed chunks of models, each chunk's outputs copied into one
-    array per output as the store does (keeping every chunk's own arrays fragments the heap:
-    +1 GB resident over 250 ridge chunks)."""
-    arrays = {}
-    for start in range(0, len(masks), chunk):
-        for name, values in train(masks[start:start + chunk], seeds[start:start + chunk]).items():
-            if name not in arrays:
-                arrays[name] = np.empty((len(masks), *values.shape[1:]), values.dtype)
-            arrays[name][start:start + len(values)] = values
-    return arrays
+def _trained(dataset: Dataset, spec, plan: MaskPlan, device: torch.device) -> dict[str, np.ndarray]:
+    """The ensemble trained from scratch by the suite's own path (``train_ensemble``) into a
+    throw-away store; its arrays, read into memory."""
+    with tempfile.TemporaryDirectory(prefix="memsuite-bench-") as root:
+        ensemble = train_ensemble(dataset, spec, plan, Store(root), device=str(device), progress=False)
+        return {name: np.array(values) for name, values in ensemble.arrays.items()}
 
 
 def plain_loop_mlp(dataset: Dataset, spec: MLPSpec, mask: np.ndarray, seed: int, device: torch.device) -> float:
@@ -132,14 +132,13 @@ def plain_loop_mlp(dataset: Dataset, spec: MLPSpec, mask: np.ndarray, seed: int,
 def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: int, peak: float) -> dict:
     dataset, spec = synthetic(), MLPSpec()
     plan = subsampled_plan(dataset.n_train, models, SAMPLING_RATE, seed=0)
-    seeds = plan.seeds(0)
+    seeds = plan.seeds(0)  # as train_ensemble draws them (seed 0)
     # Untimed warm-up: the first call in a process pays one-off costs (thread pools, kernel
     # choices: 1.5 s instead of 0.3 s for 10 models on one thread).
     brief = MLPSpec(epochs=1)
-    brief.train(dataset, plan.masks[:2], seeds[:2], device)
+    _trained(dataset, brief, subsampled_plan(dataset.n_train, 4, SAMPLING_RATE, seed=1), device)
     plain_loop_mlp(dataset, brief, plan.masks[0], int(seeds[0]), device)
-    seconds, out = _timed(lambda: _in_chunks(lambda m, s: spec.train(dataset, m, s, device), plan.masks, seeds,
-                                             spec.models_per_pass), device, repeats)
+    seconds, out = _timed(lambda: _trained(dataset, spec, plan, device), device, repeats)
     ensemble_accuracy = (out["test_margin"] > 0).mean(1)
     loop_seconds, loop_accuracy = _timed(
         lambda: [plain_loop_mlp(dataset, spec, plan.masks[k], int(seeds[k]), device) for k in range(loop_models)],
@@ -193,19 +192,16 @@ def ridge_figures(device: torch.device, loo_draws: int, subsampled_models: int, 
                   peak: float) -> dict:
     dataset = synthetic(RIDGE_DATA)
     spec, fit_only = RidgeSpec(), RidgeSpec(closed_form_loo=False)
-    warm_up = full_plan(dataset.n_train, 2)
-    spec.train(dataset, warm_up.masks, warm_up.seeds(0), device)
+    _trained(dataset, spec, full_plan(dataset.n_train, 2), device)  # warm-up
 
     def exact_loo():
         plan = full_plan(dataset.n_train, loo_draws)
-        out = _in_chunks(lambda m, s: spec.train(dataset, m, s, device), plan.masks, plan.seeds(0),
-                         spec.models_per_pass)
+        out = _trained(dataset, spec, plan, device)
         return estimators.closed_form_loo(plan.masks, out["train_margin"], out["loo_margin"]), out
 
     def subsampled():
         plan = subsampled_plan(dataset.n_train, subsampled_models, SAMPLING_RATE, seed=0)
-        out = _in_chunks(lambda m, s: fit_only.train(dataset, m, s, device), plan.masks, plan.seeds(0),
-                         fit_only.models_per_pass)
+        out = _trained(dataset, fit_only, plan, device)
         return estimators.subsampled(plan.masks, out["train_margin"]), out
 
     loo_seconds, (loo, loo_out) = _timed(exact_loo, device, repeats)
@@ -240,7 +236,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def mlp_sizes(quick: bool, loop_models: int | None = None) -> tuple[int, int]:
     """Models in the MLP ensemble, and how many of them the plain loop is timed on."""
-    models = 10 if quick else 100
+    models = 10 if quick else 200  # 200: two passes, one per core on 2 cores
     loop_models = loop_models if loop_models is not None else (2 if quick else 20)
     if not 1 <= loop_models <= models:
         raise ValueError(f"the plain loop is timed on 1 to {models} of the ensemble's models, got {loop_models}")

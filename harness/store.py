@@ -16,6 +16,8 @@ after the rows, so a process killed at any moment never leaves a half-written ro
 
 Training goes in fixed chunks of rows ``[c * chunk_size, (c + 1) * chunk_size)``: a resumed
 run trains exactly the batches an uninterrupted one would, so results are bit-identical.
+Chunks may train ``workers`` at a time (threads); each is written as soon as it and every
+chunk before it are done.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import os
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from filelock import FileLock
@@ -167,22 +171,24 @@ class Run:
         done.flush()
 
     def fill(self, train_rows: Callable[[np.ndarray], dict[str, np.ndarray]], chunk_size: int,
-             progress: bool = True, desc: str = "") -> int:
+             progress: bool = True, desc: str = "", workers: int = 1) -> int:
         """Train every fixed chunk of rows that holds a missing model; return how many models were trained.
 
         ``train_rows(rows)`` gets all rows of one chunk and returns ``{name: array of shape
-        (len(rows), *shape)}``. The run's file lock makes concurrent callers take turns; one
-        that finds the work already done returns 0.
+        (len(rows), *shape)}``; ``workers`` calls run at once, on threads. The run's file lock
+        makes concurrent callers take turns; one that finds the work already done returns 0.
         """
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        for name, value in (("chunk_size", chunk_size), ("workers", workers)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         with FileLock(self.path / ".lock"):
             chunks = np.unique(self.missing() // chunk_size)
             chunk_rows = [np.arange(c * chunk_size, min((c + 1) * chunk_size, self.n_models)) for c in chunks]
             total = sum(len(rows) for rows in chunk_rows)
-            with tqdm(total=total, desc=desc or self.key, unit="model", disable=not progress) as bar:
-                for rows in chunk_rows:
-                    self.write(rows, train_rows(rows))
+            with tqdm(total=total, desc=desc or self.key, unit="model", disable=not progress) as bar, \
+                    closing(_in_order(train_rows, chunk_rows, workers)) as results:
+                for rows, arrays in zip(chunk_rows, results):
+                    self.write(rows, arrays)
                     bar.update(len(rows))
         return total
 
@@ -193,6 +199,23 @@ class Run:
             raise RuntimeError(f"run {self.key} ({self.path}) is incomplete: {missing} of "
                                f"{self.n_models} models missing; call fill() first")
         return {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in self.schema}
+
+
+def _in_order(call: Callable, items: Iterable, workers: int) -> Iterator:
+    """``call(item)`` for each item, yielded in order, ``workers`` calls at a time on threads
+    (in this thread when 1, so Ctrl-C stops the call at once). Closed early (an error, Ctrl-C),
+    it drops the calls not yet started; those running finish and are discarded."""
+    if workers == 1:
+        yield from map(call, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = [pool.submit(call, item) for item in items]
+        try:
+            for future in pending:
+                yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 class Store:

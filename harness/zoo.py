@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
@@ -329,6 +330,11 @@ class _Fitted:
     final_loss: torch.Tensor
 
 
+# Passes may train side by side on threads (harness.ensemble.torch_threads); torch's global
+# RNG, which initialises the models, is seeded and drawn by one of them at a time.
+_GLOBAL_RNG = threading.Lock()
+
+
 def _fit(model_name: str, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
          device: torch.device, augment: DeviceAugment | None, progress: bool) -> _Fitted:
     """The training loop of :func:`train_conv_ensemble` (module docstring); models left in eval mode."""
@@ -338,7 +344,7 @@ def _fit(model_name: str, dataset: Dataset, masks: np.ndarray, seeds: list[int],
 
     models = []
     for seed in seeds:
-        with torch.random.fork_rng(devices=[]):
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed(_stream_seed(seed, 0))
             models.append(build(model_name, dataset.num_classes, channels, height))
     params, buffers = stack_module_state([m.to(device) for m in models])

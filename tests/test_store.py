@@ -241,6 +241,8 @@ def test_bad_writes_and_chunk_size(tmp_path):
         run.write(np.array([0, 1]), {**good, "margin": good["margin"][:, :5]})
     with pytest.raises(ValueError, match="chunk_size"):
         run.fill(fake_train, chunk_size=0)
+    with pytest.raises(ValueError, match="workers"):
+        run.fill(fake_train, chunk_size=2, workers=0)
     assert len(run.missing()) == N_MODELS  # nothing was marked done by the failed writes
 
 
@@ -252,3 +254,27 @@ def test_cli_lists_runs(tmp_path, capsys):
     main(["--root", str(tmp_path)])
     out = capsys.readouterr().out
     assert run.key in out and "1/12" in out and "name=unit" in out
+
+
+def test_chunks_trained_side_by_side_give_the_sequential_arrays(tmp_path):
+    run = Store(tmp_path / "threads").open(CONFIG, make_masks(), SCHEMA)
+    assert run.fill(lambda rows: fake_train(rows, sleep=0.01), chunk_size=5, progress=False, workers=3) == N_MODELS
+    sequential = reference_arrays(tmp_path / "sequential", chunk_size=5)
+    for name, array in run.arrays().items():
+        np.testing.assert_array_equal(array, sequential[name])
+
+
+def test_a_failing_chunk_among_threads_keeps_the_chunks_before_it(tmp_path):
+    run = Store(tmp_path).open(CONFIG, make_masks(), SCHEMA)
+
+    def fails_on_the_second_chunk(rows):
+        if rows[0] == 4:
+            raise RuntimeError("diverged")
+        return fake_train(rows, sleep=0.05 if rows[0] == 0 else 0.0)
+
+    with pytest.raises(RuntimeError, match="diverged"):
+        run.fill(fails_on_the_second_chunk, chunk_size=4, progress=False, workers=2)
+    assert 0 not in run.missing() and {4, 8} <= set(run.missing().tolist())
+    assert run.fill(fake_train, chunk_size=4, progress=False, workers=2) == 8
+    for name, array in run.arrays().items():
+        np.testing.assert_array_equal(array, reference_arrays(tmp_path / "reference", chunk_size=4)[name])

@@ -174,6 +174,21 @@ def test_an_interrupted_fill_resumes_to_the_uninterrupted_result(small, spec, tm
         assert np.array_equal(resumed.arrays[name], fresh.arrays[name], equal_nan=True), name
 
 
+@pytest.mark.parametrize("spec", [TINY_MLP, TINY_RIDGE], ids=["mlp", "ridge"])
+def test_passes_trained_side_by_side_give_the_one_thread_results(small, spec, tmp_path):
+    """With N torch threads the training path trains N passes at once, one thread each."""
+    plan = subsampled_plan(small.n_train, 8, 0.7, seed=3)
+    one = train_ensemble(small, spec, plan, Store(tmp_path / "one"), progress=False)
+    torch.set_num_threads(3)
+    try:
+        side_by_side = train_ensemble(small, spec, plan, Store(tmp_path / "three"), progress=False)
+        assert torch.get_num_threads() == 3  # put back after training
+    finally:
+        torch.set_num_threads(1)  # this module's setting (one_torch_thread)
+    for name in spec.schema(small):
+        np.testing.assert_array_equal(side_by_side.arrays[name], one.arrays[name])
+
+
 def test_train_ensemble_rejects_a_plan_of_another_size(small, tmp_path):
     with pytest.raises(ValueError, match=f"plan covers 10 points, synthetic has {small.n_train}"):
         train_ensemble(small, TINY_RIDGE, full_plan(10, 2), Store(tmp_path), progress=False)
