@@ -17,7 +17,9 @@ be shared: the load average before and after is printed with the figures.
   ``mlp_ensemble_speedup`` counts only if their means agree within 2 points.
   Effective FLOP/s of the ensemble: forward + backward = 3x the forward matmul FLOPs,
   ``3 * 2 B sum(fan_in fan_out)`` per model and step, over the steps actually taken;
-  ``mlp_ensemble_mfu`` is that over ``matmul_peak_flops``;
+  ``mlp_ensemble_mfu`` is that over the matmul peak. Both ratios come from paired rounds
+  (``--repeats`` of them): a 2,048 matmul, the ensemble and the loop timed back to back, each
+  ratio taken within its round; the figure is the median round, ``_rounds`` lists them all;
 - ridge family on ``RIDGE_DATA`` (1,995 training points): ``ridge_exact_loo_seconds``, exact
   LOO scores of every training point from 100 random-feature draws (``RidgeSpec``,
   ``full_plan``, ``estimators.closed_form_loo``), and ``ridge_subsampled_2000_seconds``,
@@ -129,7 +131,8 @@ def plain_loop_mlp(dataset: Dataset, spec: MLPSpec, mask: np.ndarray, seed: int,
         return float((model(dataset.x_test.to(device)).argmax(1) == dataset.y_test.to(device)).float().mean())
 
 
-def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: int, peak: float) -> dict:
+def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: int,
+                peak_sizes: tuple[int, ...]) -> dict:
     dataset, spec = synthetic(), MLPSpec()
     plan = subsampled_plan(dataset.n_train, models, SAMPLING_RATE, seed=0)
     seeds = plan.seeds(0)  # as train_ensemble draws them (seed 0)
@@ -138,11 +141,20 @@ def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: in
     brief = MLPSpec(epochs=1)
     _trained(dataset, brief, subsampled_plan(dataset.n_train, 4, SAMPLING_RATE, seed=1), device)
     plain_loop_mlp(dataset, brief, plan.masks[0], int(seeds[0]), device)
-    seconds, out = _timed(lambda: _trained(dataset, spec, plan, device), device, repeats)
+    # Paired rounds: the peak, the ensemble and the loop timed back to back, each ratio taken
+    # within its round. On a shared machine whose speed drifts (the peak measured here moved
+    # between 1.1e11 and 1.7e11 FLOP/s within an hour), best-of times taken minutes apart
+    # pair a fast moment with a slow one.
+    rounds = []
+    for _ in range(repeats):
+        round_peak = matmul_peak_flops(device, peak_sizes, 1)
+        seconds, out = _timed(lambda: _trained(dataset, spec, plan, device), device, 1)
+        loop_seconds, loop_accuracy = _timed(
+            lambda: [plain_loop_mlp(dataset, spec, plan.masks[k], int(seeds[k]), device) for k in range(loop_models)],
+            device, 1)
+        rounds.append((round_peak, seconds, loop_seconds))
+    peaks, times, loop_times = (np.array(column) for column in zip(*rounds))
     ensemble_accuracy = (out["test_margin"] > 0).mean(1)
-    loop_seconds, loop_accuracy = _timed(
-        lambda: [plain_loop_mlp(dataset, spec, plan.masks[k], int(seeds[k]), device) for k in range(loop_models)],
-        device, repeats)
     gap = abs(float(np.mean(loop_accuracy)) - float(ensemble_accuracy[:loop_models].mean()))
     # Every model of a pass takes the steps of the pass's largest mask (harness.train).
     dims = [dataset.x_train.shape[1]] + [spec.width] * spec.depth + [dataset.num_classes]
@@ -152,22 +164,25 @@ def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: in
         counts = plan.masks[start:start + spec.models_per_pass].sum(1)
         model_steps += len(counts) * spec.epochs * math.ceil(counts.max() / spec.batch_size)
     flops = 3 * forward_flops * model_steps
-    ensemble_rate, loop_rate = models / seconds, loop_models / loop_seconds
+    speedups = (models / times) / (loop_models / loop_times)
+    utilisations = flops / times / peaks
     return {
         "mlp_models": models,
         "mlp_train_points": dataset.n_train,
-        "mlp_ensemble_seconds": seconds,
-        "mlp_ensemble_models_per_second": ensemble_rate,
+        "mlp_ensemble_seconds": float(times.min()),
+        "mlp_ensemble_models_per_second": models / float(times.min()),
         "mlp_loop_models": loop_models,
-        "mlp_loop_seconds": loop_seconds,
-        "mlp_loop_models_per_second": loop_rate,
-        "mlp_ensemble_speedup": ensemble_rate / loop_rate,
+        "mlp_loop_seconds": float(loop_times.min()),
+        "mlp_loop_models_per_second": loop_models / float(loop_times.min()),
+        "mlp_ensemble_speedup": float(np.median(speedups)),
+        "mlp_ensemble_speedup_rounds": speedups.round(2).tolist(),
         "mlp_ensemble_test_accuracy": float(ensemble_accuracy.mean()),
         "mlp_ensemble_test_accuracy_loop_models": float(ensemble_accuracy[:loop_models].mean()),
         "mlp_loop_test_accuracy": float(np.mean(loop_accuracy)),
         "mlp_accuracies_agree": gap <= ACCURACY_TOLERANCE,
-        "mlp_ensemble_flops": flops / seconds,
-        "mlp_ensemble_mfu": flops / seconds / peak,
+        "mlp_ensemble_flops": flops / float(times.min()),
+        "mlp_ensemble_mfu": float(np.median(utilisations)),
+        "mlp_ensemble_mfu_rounds": utilisations.round(3).tolist(),
     }
 
 
@@ -265,7 +280,7 @@ def run(device: str, quick: bool, repeats: int, loop_models: int | None = None) 
         "load_average_before": load_before,
         "matmul_peak_flops": peak,
     }
-    figures |= mlp_figures(device, models, loop_models, repeats, peak)
+    figures |= mlp_figures(device, models, loop_models, repeats, (1024,) if quick else (2048,))
     figures |= ridge_figures(device, loo_draws=8 if quick else 100, subsampled_models=16 if quick else 2000,
                              repeats=repeats, peak=peak)
     figures["peak_memory_mb"] = peak_memory_mb(device)
