@@ -11,7 +11,7 @@ from harness.data import SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
 from harness.masks import full_plan, subsampled_plan
 from harness.store import Store
-from harness.train import MLPSpec, RidgeSpec, TrainingDiverged, _StackedMLPs, margins, median_distance
+from harness.train import MLPSpec, RidgeSpec, TrainingDiverged, _lower_gram, _StackedMLPs, margins, median_distance
 
 # 3 classes x (12 + 4 + 2 + 2 singletons) = 60 training points, 8 features.
 SMALL = SubpopulationSpec(num_classes=3, dim=8, subpops_per_class=3, largest=12, singletons_per_class=2, seed=1)
@@ -72,6 +72,20 @@ def test_stacked_mlp_gradients_equal_autograd_of_the_summed_mean_cross_entropies
     loss.backward()
     torch.testing.assert_close(logits, h.detach())
     torch.testing.assert_close(params.grad, reference.grad)
+
+
+# --- the ridge's Gram matrix ------------------------------------------------------------------
+
+def test_the_ridge_gram_is_right_below_the_diagonal_and_cholesky_reads_nothing_above():
+    a = torch.randn(50, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lower = _lower_gram(a, out=torch.full((12, 12), float("nan"), dtype=torch.float64), blocks=3)
+    full = a.T @ a
+    torch.testing.assert_close(lower.tril(), full.tril())
+    # The fit relies on this of torch: the factor of a matrix with NaN above its diagonal
+    # blocks is the factor of the whole matrix.
+    factor, info = torch.linalg.cholesky_ex(lower)
+    assert info == 0
+    torch.testing.assert_close(factor, torch.linalg.cholesky(full))
 
 
 # --- exact closed-form leave-one-out ---------------------------------------------------------
