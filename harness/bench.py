@@ -32,6 +32,9 @@ be shared: the load average before and after is printed with the figures.
   BLAS syrk does) and a Cholesky factorisation (D^3 / 3) at ``matmul_peak_flops``, plus a
   cosine for each of its (n + n_test) x D features at the machine's measured rate for
   ``torch.cos`` (``cos_values_per_second``); nothing else (drawing, solving, predicting) counted;
+- per family and size (MLP width 64, 128, 256; ridge 256, 512, 1,024 features):
+  ``<family>_<size>_models_per_second`` and ``_mfu``, the ensemble's FLOPs (:func:`mlp_flops`,
+  :func:`ridge_flops`) per second over the matmul peak, from paired rounds like the MLP's;
 - ``peak_memory_mb``: the process's peak resident memory on CPU, peak allocated memory on CUDA.
 
 Threads: torch's default (one per core) unless ``--threads``; the plain loop runs on all of
@@ -156,14 +159,7 @@ def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: in
     peaks, times, loop_times = (np.array(column) for column in zip(*rounds))
     ensemble_accuracy = (out["test_margin"] > 0).mean(1)
     gap = abs(float(np.mean(loop_accuracy)) - float(ensemble_accuracy[:loop_models].mean()))
-    # Every model of a pass takes the steps of the pass's largest mask (harness.train).
-    dims = [dataset.x_train.shape[1]] + [spec.width] * spec.depth + [dataset.num_classes]
-    forward_flops = 2 * spec.batch_size * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
-    model_steps = 0
-    for start in range(0, models, spec.models_per_pass):
-        counts = plan.masks[start:start + spec.models_per_pass].sum(1)
-        model_steps += len(counts) * spec.epochs * math.ceil(counts.max() / spec.batch_size)
-    flops = 3 * forward_flops * model_steps
+    flops = mlp_flops(spec, dataset, plan)
     speedups = (models / times) / (loop_models / loop_times)
     utilisations = flops / times / peaks
     return {
@@ -184,6 +180,58 @@ def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: in
         "mlp_ensemble_mfu": float(np.median(utilisations)),
         "mlp_ensemble_mfu_rounds": utilisations.round(3).tolist(),
     }
+
+
+def mlp_flops(spec: MLPSpec, dataset: Dataset, plan: MaskPlan) -> float:
+    """Training FLOPs of the ensemble (module docstring): 3x the forward matmuls, over the steps
+    taken. Every model of a pass takes the steps of the pass's largest mask (harness.train)."""
+    dims = [dataset.x_train.shape[1]] + [spec.width] * spec.depth + [dataset.num_classes]
+    forward_flops = 2 * spec.batch_size * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    model_steps = 0
+    for start in range(0, plan.n_models, spec.models_per_pass):
+        counts = plan.masks[start:start + spec.models_per_pass].sum(1)
+        model_steps += len(counts) * spec.epochs * math.ceil(counts.max() / spec.batch_size)
+    return 3 * forward_flops * model_steps
+
+
+def ridge_flops(spec: RidgeSpec, dataset: Dataset, plan: MaskPlan) -> float:
+    """Fitting FLOPs of the ensemble, per model with m in-mask points, D features, C classes,
+    d inputs and N = n + n_test points: features 2 N (d + 1) D, Gram m D^2 (its distinct
+    entries), Cholesky D^3 / 3, moment 2 m D C, solve 2 D^2 C, predictions 2 N D C. Cosines
+    are not FLOPs (see ``ridge_subsampled_floor_seconds``); closed-form LOO is not counted."""
+    n_points, classes, inputs = dataset.n_train + dataset.n_test, dataset.num_classes, dataset.x_train[0].numel()
+    features = spec.features
+    per_model = (2 * n_points * (inputs + 1) * features + features**3 / 3 + 2 * features**2 * classes
+                 + 2 * n_points * features * classes)
+    in_mask = plan.masks.sum(1).astype(float)
+    return float(plan.n_models * per_model + (in_mask * features**2 + 2 * in_mask * features * classes).sum())
+
+
+# The sizes timed per family (the defaults, MLP width 128 and 512 ridge features, among them).
+MLP_WIDTHS = (64, 128, 256)
+RIDGE_FEATURES = (256, 512, 1024)
+
+
+def size_figures(device: torch.device, quick: bool, repeats: int, peak_sizes: tuple[int, ...]) -> dict:
+    """Models per second and utilisation for each family and size, in paired rounds like the
+    MLP's: a matmul then the ensemble, the utilisation taken within each round (median)."""
+    mlp_data, ridge_data = synthetic(), synthetic(RIDGE_DATA)
+    mlp_plan = subsampled_plan(mlp_data.n_train, 10 if quick else 200, SAMPLING_RATE, seed=2)
+    ridge_plan = subsampled_plan(ridge_data.n_train, 16 if quick else 96, SAMPLING_RATE, seed=2)
+    cases = ([(f"mlp_width_{width}", mlp_data, MLPSpec(width=width), mlp_plan, mlp_flops) for width in MLP_WIDTHS]
+             + [(f"ridge_features_{features}", ridge_data, RidgeSpec(features=features, closed_form_loo=False),
+                 ridge_plan, ridge_flops) for features in RIDGE_FEATURES])
+    figures = {}
+    for name, dataset, spec, plan, count_flops in cases:
+        rounds = []
+        for _ in range(repeats):
+            round_peak = matmul_peak_flops(device, peak_sizes, 1)
+            seconds, _ = _timed(lambda: _trained(dataset, spec, plan, device), device, 1)
+            rounds.append((round_peak, seconds))
+        peaks, times = (np.array(column) for column in zip(*rounds))
+        figures[f"{name}_models_per_second"] = plan.n_models / float(times.min())
+        figures[f"{name}_mfu"] = float(np.median(count_flops(spec, dataset, plan) / times / peaks))
+    return figures
 
 
 def cos_values_per_second(device: torch.device, repeats: int) -> float:
@@ -283,6 +331,7 @@ def run(device: str, quick: bool, repeats: int, loop_models: int | None = None) 
     figures |= mlp_figures(device, models, loop_models, repeats, (1024,) if quick else (2048,))
     figures |= ridge_figures(device, loo_draws=8 if quick else 100, subsampled_models=16 if quick else 2000,
                              repeats=repeats, peak=peak)
+    figures |= size_figures(device, quick, repeats, (1024,) if quick else (2048,))
     figures["peak_memory_mb"] = peak_memory_mb(device)
     figures["load_average_after"] = os.getloadavg()[0]
     return figures

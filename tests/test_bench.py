@@ -4,9 +4,13 @@ are noise on a shared machine, so only their presence and sanity are checked).""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+
+from harness.train import RidgeSpec
 
 from harness import bench
 
@@ -25,11 +29,21 @@ def test_the_ridge_floor_counts_gram_cholesky_and_cosines_by_hand():
         2 * (181.3333 / 1e3 + 80 / 1e2), rel=1e-4)
 
 
+def test_ridge_flops_by_hand():
+    # D = 4 features, C = 2 classes, d = 3 inputs, N = 10 + 5 points; models with m = 6 and 8.
+    dataset = SimpleNamespace(n_train=10, n_test=5, num_classes=2, x_train=torch.zeros(10, 3))
+    plan = SimpleNamespace(n_models=2, masks=np.array([[True] * 6 + [False] * 4, [True] * 8 + [False] * 2]))
+    per_model = 2 * 15 * 4 * 4 + 4**3 / 3 + 2 * 4**2 * 2 + 2 * 15 * 4 * 2   # features, Cholesky, solve, predict
+    in_mask = (6 * 4**2 + 2 * 6 * 4 * 2) + (8 * 4**2 + 2 * 8 * 4 * 2)        # Gram and moment
+    assert bench.ridge_flops(RidgeSpec(features=4), dataset, plan) == pytest.approx(2 * per_model + in_mask)
+
+
 def test_a_quick_run_prints_every_figure_as_json(capsys):
     bench.main(["--quick", "--json", "--threads", "1"])
     figures = json.loads(capsys.readouterr().out)
     for name in ("matmul_peak_flops", "mlp_ensemble_speedup", "mlp_ensemble_mfu", "ridge_exact_loo_seconds",
-                 "ridge_subsampled_seconds", "ridge_subsampled_floor_seconds", "peak_memory_mb"):
+                 "ridge_subsampled_seconds", "ridge_subsampled_floor_seconds", "peak_memory_mb",
+                 "mlp_width_64_mfu", "mlp_width_256_models_per_second", "ridge_features_1024_mfu"):
         assert figures[name] > 0, name
     assert figures["mlp_accuracies_agree"] is True
     assert "ridge_subsampled_2000_seconds" not in figures  # only a 2,000-model run reports it
