@@ -86,6 +86,21 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> tupl
     return best, result
 
 
+def _paired_rounds(device: torch.device, peak_sizes: tuple[int, ...], repeats: int,
+                   *calls: Callable[[], object]) -> tuple[np.ndarray, list[np.ndarray], list]:
+    """``repeats`` rounds, each timing the matmul peak and then every call once, back to back:
+    the peaks per round, each call's seconds per round, and the last round's results."""
+    peaks, times, results = [], [[] for _ in calls], []
+    for _ in range(repeats):
+        peaks.append(matmul_peak_flops(device, peak_sizes, 1))
+        results = []
+        for call, seconds in zip(calls, times):
+            elapsed, result = _timed(call, device, 1)
+            seconds.append(elapsed)
+            results.append(result)
+    return np.array(peaks), [np.array(seconds) for seconds in times], results
+
+
 def matmul_peak_flops(device: torch.device, sizes: tuple[int, ...], repeats: int) -> float:
     best = 0.0
     for n in sizes:
@@ -148,15 +163,9 @@ def mlp_figures(device: torch.device, models: int, loop_models: int, repeats: in
     # within its round. On a shared machine whose speed drifts (the peak measured here moved
     # between 1.1e11 and 1.7e11 FLOP/s within an hour), best-of times taken minutes apart
     # pair a fast moment with a slow one.
-    rounds = []
-    for _ in range(repeats):
-        round_peak = matmul_peak_flops(device, peak_sizes, 1)
-        seconds, out = _timed(lambda: _trained(dataset, spec, plan, device), device, 1)
-        loop_seconds, loop_accuracy = _timed(
-            lambda: [plain_loop_mlp(dataset, spec, plan.masks[k], int(seeds[k]), device) for k in range(loop_models)],
-            device, 1)
-        rounds.append((round_peak, seconds, loop_seconds))
-    peaks, times, loop_times = (np.array(column) for column in zip(*rounds))
+    peaks, (times, loop_times), (out, loop_accuracy) = _paired_rounds(
+        device, peak_sizes, repeats, lambda: _trained(dataset, spec, plan, device),
+        lambda: [plain_loop_mlp(dataset, spec, plan.masks[k], int(seeds[k]), device) for k in range(loop_models)])
     ensemble_accuracy = (out["test_margin"] > 0).mean(1)
     gap = abs(float(np.mean(loop_accuracy)) - float(ensemble_accuracy[:loop_models].mean()))
     flops = mlp_flops(spec, dataset, plan)
@@ -223,12 +232,7 @@ def size_figures(device: torch.device, quick: bool, repeats: int, peak_sizes: tu
                  ridge_plan, ridge_flops) for features in RIDGE_FEATURES])
     figures = {}
     for name, dataset, spec, plan, count_flops in cases:
-        rounds = []
-        for _ in range(repeats):
-            round_peak = matmul_peak_flops(device, peak_sizes, 1)
-            seconds, _ = _timed(lambda: _trained(dataset, spec, plan, device), device, 1)
-            rounds.append((round_peak, seconds))
-        peaks, times = (np.array(column) for column in zip(*rounds))
+        peaks, (times,), _ = _paired_rounds(device, peak_sizes, repeats, lambda: _trained(dataset, spec, plan, device))
         figures[f"{name}_models_per_second"] = plan.n_models / float(times.min())
         figures[f"{name}_mfu"] = float(np.median(count_flops(spec, dataset, plan) / times / peaks))
     return figures

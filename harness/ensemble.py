@@ -64,8 +64,8 @@ def train_ensemble(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: i
     run = store.open(config, plan.masks, spec.schema(dataset))
     seeds = plan.seeds(seed)
     threads = torch.get_num_threads()
-    passes = -(-plan.n_models // spec.models_per_pass)
-    workers = min(threads, passes) if torch.device(device).type == "cpu" else 1
+    passes = len(run.missing_chunks(spec.models_per_pass))  # a resumed run may have a few left
+    workers = max(1, min(threads, passes)) if torch.device(device).type == "cpu" else 1
     with torch_threads(max(1, threads // workers)):
         trained = run.fill(lambda rows: spec.train(dataset, plan.masks[rows], seeds[rows], device),
                            chunk_size=spec.models_per_pass, progress=progress, workers=workers,

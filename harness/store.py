@@ -139,6 +139,12 @@ class Run:
         # Mapped afresh each call: other processes may have set flags since.
         return np.flatnonzero(np.load(self.path / "done.npy", mmap_mode="r") == 0)
 
+    def missing_chunks(self, chunk_size: int) -> list[np.ndarray]:
+        """The rows of every fixed chunk ``[c * chunk_size, (c + 1) * chunk_size)`` that holds a
+        missing model (module docstring)."""
+        chunks = np.unique(self.missing() // chunk_size)
+        return [np.arange(c * chunk_size, min((c + 1) * chunk_size, self.n_models)) for c in chunks]
+
     def is_complete(self) -> bool:
         return len(self.missing()) == 0
 
@@ -182,8 +188,7 @@ class Run:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         with FileLock(self.path / ".lock"):
-            chunks = np.unique(self.missing() // chunk_size)
-            chunk_rows = [np.arange(c * chunk_size, min((c + 1) * chunk_size, self.n_models)) for c in chunks]
+            chunk_rows = self.missing_chunks(chunk_size)
             total = sum(len(rows) for rows in chunk_rows)
             with tqdm(total=total, desc=desc or self.key, unit="model", disable=not progress) as bar, \
                     closing(_in_order(train_rows, chunk_rows, workers)) as results:

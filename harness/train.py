@@ -370,10 +370,10 @@ class RidgeSpec:
         order, counts = _in_mask_first(masks, device)                             # (K, n), (K,)
         labels = y_train[order]                                                   # (K, n)
         phi = torch.bmm(x_train[order], weights, out=_reused("phi", (len(masks), dataset.n_train, self.features),
-                                                             dtype, device)).cos_()  # (K, n, D)
+                                                             x_train)).cos_()    # (K, n, D)
         inside = (torch.arange(dataset.n_train, device=device) < counts.unsqueeze(1)).to(dtype)   # (K, n)
         targets = F.one_hot(labels, dataset.num_classes).to(dtype) * inside.unsqueeze(-1)       # (K, n, C)
-        gram = _reused("gram", (len(masks), self.features, self.features), dtype, device)
+        gram = _reused("gram", (len(masks), self.features, self.features), x_train)
         for k, count in enumerate(counts.tolist()):
             _lower_gram(phi[k, :count], out=gram[k])
         gram.diagonal(dim1=1, dim2=2).add_(ridge)
@@ -390,7 +390,7 @@ class RidgeSpec:
             raise TrainingDiverged(f"{self} on {dataset.name}: non-finite fit; raise ridge")
         unpermute = order.argsort(1)
         phi_test = torch.bmm(x_test.expand(len(masks), -1, -1), weights,
-                             out=_reused("phi_test", (len(masks), dataset.n_test, self.features), dtype, device)).cos_()
+                             out=_reused("phi_test", (len(masks), dataset.n_test, self.features), x_test)).cos_()
         out = {
             "train_margin": margins(fitted, labels).gather(1, unpermute).float().cpu().numpy(),
             "test_margin": margins(_predict(phi_test, beta), y_test).float().cpu().numpy(),
@@ -436,12 +436,12 @@ def _lower_gram(a: torch.Tensor, out: torch.Tensor, blocks: int = 4) -> torch.Te
 _buffers = threading.local()
 
 
-def _reused(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An uninitialised array of this shape, the same one as this thread's last call with this
-    name asked for if shape, dtype and device match."""
+def _reused(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised array of this shape with ``like``'s dtype and device: the same one as
+    this thread's last call with this name asked for, if shape, dtype and device match."""
     buffer = getattr(_buffers, name, None)
-    if buffer is None or buffer.shape != shape or buffer.dtype != dtype or buffer.device != device:
-        buffer = torch.empty(shape, dtype=dtype, device=device)
+    if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype or buffer.device != like.device:
+        buffer = like.new_empty(shape)
         setattr(_buffers, name, buffer)
     return buffer
 
