@@ -16,10 +16,13 @@ be shared: the load average before and after is printed with the figures.
   linear in the models) and both families' test accuracies are compared on those models:
   ``mlp_ensemble_speedup`` counts only if their means agree within 2 points.
   Effective FLOP/s of the ensemble: forward + backward = 3x the forward matmul FLOPs,
-  ``3 * 2 B sum(fan_in fan_out)`` per model and step, over the steps actually taken;
-  ``mlp_ensemble_mfu`` is that over the matmul peak. Both ratios come from paired rounds
-  (``--repeats`` of them): a 2,048 matmul, the ensemble and the loop timed back to back, each
-  ratio taken within its round; the figure is the median round, ``_rounds`` lists them all;
+  ``3 * 2 B sum(fan_in fan_out)`` per model and step, over the steps actually taken (the
+  usual model-FLOPs convention, 6 per parameter and example; neither the ensemble nor the
+  loop computes the first layer's input gradient, so the arithmetic done is 0.71 of this
+  count at the default sizes); ``mlp_ensemble_mfu`` is that over the matmul peak. Both ratios
+  come from paired rounds (``--repeats`` of them): the peak (best of 3 2,048 matmuls), the
+  ensemble and the loop timed back to back, each ratio taken within its round; the figure is
+  the median round, ``_rounds`` lists them all;
 - ridge family on ``RIDGE_DATA`` (1,995 training points): ``ridge_exact_loo_seconds``, exact
   LOO scores of every training point from 100 random-feature draws (``RidgeSpec``,
   ``full_plan``, ``estimators.closed_form_loo``), and ``ridge_subsampled_2000_seconds``,
@@ -92,7 +95,7 @@ def _paired_rounds(device: torch.device, peak_sizes: tuple[int, ...], repeats: i
     the peaks per round, each call's seconds per round, and the last round's results."""
     peaks, times, results = [], [[] for _ in calls], []
     for _ in range(repeats):
-        peaks.append(matmul_peak_flops(device, peak_sizes, 1))
+        peaks.append(matmul_peak_flops(device, peak_sizes, 3))
         results = []
         for call, seconds in zip(calls, times):
             elapsed, result = _timed(call, device, 1)
@@ -361,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke run of seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--repeats", type=int, help="timings per figure, best kept (default 3, --quick 1)")
+    parser.add_argument("--repeats", type=int, help="timings per figure, best kept (default 5, --quick 1)")
     parser.add_argument("--loop-models", type=int, help="models the plain loop is timed on (default 20, --quick 2)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     args = parser.parse_args(argv)
@@ -375,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         mlp_sizes(args.quick, args.loop_models)
     except ValueError as error:
         parser.error(str(error))
-    figures = run(args.device, args.quick, args.repeats or (1 if args.quick else 3), args.loop_models)
+    figures = run(args.device, args.quick, args.repeats or (1 if args.quick else 5), args.loop_models)
     print(json.dumps(figures) if args.json else _table(figures))
 
 

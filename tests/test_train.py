@@ -11,7 +11,8 @@ from harness.data import SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
 from harness.masks import full_plan, subsampled_plan
 from harness.store import Store
-from harness.train import MLPSpec, RidgeSpec, TrainingDiverged, _lower_gram, _StackedMLPs, margins, median_distance
+from harness.train import (MLPSpec, RidgeSpec, TrainingDiverged, _FusedOptimizer, _lower_gram, _StackedMLPs, margins,
+                           median_distance)
 
 # 3 classes x (12 + 4 + 2 + 2 singletons) = 60 training points, 8 features.
 SMALL = SubpopulationSpec(num_classes=3, dim=8, subpops_per_class=3, largest=12, singletons_per_class=2, seed=1)
@@ -72,6 +73,26 @@ def test_stacked_mlp_gradients_equal_autograd_of_the_summed_mean_cross_entropies
     loss.backward()
     torch.testing.assert_close(logits, h.detach())
     torch.testing.assert_close(params.grad, reference.grad)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"], ids=lambda name: f"{name} called directly")
+def test_the_fused_update_called_directly_equals_torch_optim_bit_for_bit(optimizer):
+    spec = MLPSpec(optimizer=optimizer, lr=0.3, momentum=0.8, weight_decay=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(1000, generator=gen)
+    ours, theirs = start.clone(), start.clone()
+    ours.grad, theirs.grad = torch.empty_like(start), torch.empty_like(start)
+    our_lr, their_lr = torch.tensor(spec.lr), torch.tensor(spec.lr)
+    direct = _FusedOptimizer(spec, ours, our_lr)
+    reference = (torch.optim.SGD([theirs], lr=their_lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+                                 nesterov=True, fused=True) if optimizer == "sgd" else
+                 torch.optim.AdamW([theirs], lr=their_lr, weight_decay=spec.weight_decay, fused=True))
+    for step in range(5):
+        gradient = torch.randn(1000, generator=gen)
+        ours.grad.copy_(gradient), theirs.grad.copy_(gradient)
+        our_lr.fill_(spec.lr / (step + 1)), their_lr.fill_(spec.lr / (step + 1))
+        direct.step(), reference.step()
+        assert torch.equal(ours, theirs), f"step {step}"
 
 
 # --- the ridge's Gram matrix ------------------------------------------------------------------
@@ -254,6 +275,7 @@ def test_bad_masks_and_seeds_are_rejected(small, spec):
     (lambda: MLPSpec(width=0), "width, epochs and batch_size must be >= 1"),
     (lambda: MLPSpec(epochs=0), "width, epochs and batch_size must be >= 1"),
     (lambda: MLPSpec(depth=-1), "depth >= 0"),
+    (lambda: MLPSpec(momentum=0.0), "Nesterov momentum, which needs momentum > 0"),
     (lambda: RidgeSpec(ridge=0.0), "ridge and bandwidth > 0"),
     (lambda: RidgeSpec(bandwidth=-1.0), "ridge and bandwidth > 0"),
     (lambda: RidgeSpec(features=0), "features must be >= 1"),
