@@ -159,8 +159,7 @@ class MLPSpec:
         params = self._init(seeds, dims, device)
         params.grad = torch.zeros_like(params)
         models = _StackedMLPs(params, n_models, dims, self.batch_size)
-        lr = torch.tensor(self.lr, device=device)  # set in place each step
-        opt = _FusedOptimizer(self, params, lr)
+        opt = _FusedOptimizer(self, params)
         members = [np.flatnonzero(m) for m in masks]
         longest = max(len(m) for m in members)
         counts = torch.tensor([len(m) for m in members])
@@ -189,8 +188,7 @@ class MLPSpec:
                                                    generator=g) for g in generators]).to(device) * self.input_noise
             for batch in range(steps_per_epoch):
                 logits = models.backpropagate(inputs[:, batch].transpose(1, 2), targets[:, batch])
-                lr.fill_(self.lr * _triangular(step, total_steps, self.peak_at))
-                opt.step()
+                opt.step(self.lr * _triangular(step, total_steps, self.peak_at))
                 step += 1
             # The loss of the epoch's last batch, before its update (only the gradients need it per step).
             loss = F.cross_entropy(logits, labels[:, -1], reduction="none").mean(1)
@@ -217,7 +215,8 @@ class MLPSpec:
 class _FusedOptimizer:
     """torch's own fused SGD (Nesterov momentum) or AdamW update on one flat parameter vector,
     one pass over the parameters per step (3x faster than torch's default multi-tensor SGD on
-    CPU, 7x for AdamW), with the learning rate a tensor the caller sets in place.
+    CPU, 7x for AdamW). Its learning rate is a tensor set in place each step: a float would
+    make the kernels re-check their arguments every step.
 
     The kernels are called directly: torch.optim's ``step()`` wraps them in bookkeeping that,
     at the size of a pass, costs more than the update (71 vs 28 us a step for 25 default
@@ -226,16 +225,18 @@ class _FusedOptimizer:
     and their default betas and eps (tests/test_train.py holds both to it).
     """
 
-    def __init__(self, spec: MLPSpec, params: torch.Tensor, lr: torch.Tensor):
-        self.spec, self.params, self.lr, self.steps = spec, params, lr, 0
+    def __init__(self, spec: MLPSpec, params: torch.Tensor):
+        self.spec, self.params, self.steps = spec, params, 0
+        self.lr = torch.tensor(spec.lr, device=params.device)
         if spec.optimizer == "sgd":
             self.momentum_buffer = torch.empty_like(params)  # the first step copies the gradient in
         else:
             self.exp_avg, self.exp_avg_sq = torch.zeros_like(params), torch.zeros_like(params)
             self.step_count = torch.zeros((), dtype=torch.float32, device=params.device)
 
-    def step(self) -> None:
+    def step(self, lr: float) -> None:
         spec, params = self.spec, self.params
+        self.lr.fill_(lr)
         if spec.optimizer == "sgd":
             torch._fused_sgd_([params], [params.grad], [self.momentum_buffer], weight_decay=spec.weight_decay,
                               momentum=spec.momentum, lr=self.lr, dampening=0.0, nesterov=True, maximize=False,

@@ -82,17 +82,17 @@ def test_the_fused_update_called_directly_equals_torch_optim_bit_for_bit(optimiz
     start = torch.randn(1000, generator=gen)
     ours, theirs = start.clone(), start.clone()
     ours.grad, theirs.grad = torch.empty_like(start), torch.empty_like(start)
-    our_lr, their_lr = torch.tensor(spec.lr), torch.tensor(spec.lr)
-    direct = _FusedOptimizer(spec, ours, our_lr)
+    their_lr = torch.tensor(spec.lr)  # a tensor set in place, as _FusedOptimizer keeps its own
+    direct = _FusedOptimizer(spec, ours)
     reference = (torch.optim.SGD([theirs], lr=their_lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
                                  nesterov=True, fused=True) if optimizer == "sgd" else
                  torch.optim.AdamW([theirs], lr=their_lr, weight_decay=spec.weight_decay, fused=True))
     for step in range(5):
         gradient = torch.randn(1000, generator=gen)
-        for params, lr in ((ours, our_lr), (theirs, their_lr)):
-            params.grad.copy_(gradient)
-            lr.fill_(spec.lr / (step + 1))  # the schedule moves the rate in place, as training does
-        direct.step()
+        ours.grad.copy_(gradient)
+        theirs.grad.copy_(gradient)
+        their_lr.fill_(spec.lr / (step + 1))
+        direct.step(spec.lr / (step + 1))
         reference.step()
         assert torch.equal(ours, theirs), f"step {step}"
 
