@@ -18,6 +18,15 @@ Intervals: Newcombe's hybrid score interval for P_in - P_out (treating the two s
 independent, which is conservative for the paired closed-form LOO); for the fractional
 score, the image of the box of the two Wilson intervals at level sqrt(1 - alpha) each,
 since the ratio rises in P_in and falls in P_out (coverage >= 1 - alpha).
+
+Every estimate keeps the rows behind it (:class:`ModelRows`): per model k and scored point i,
+whether k counts toward P_in or P_out of i and whether it was right. With a weight w_k per
+model (a bootstrap replicate's counts, ``harness.stats.crossed_bootstrap``),
+
+    P_in(i; w) = sum_k w_k hit_in[k, i] / sum_k w_k in[k, i]     (likewise P_out),
+
+so :meth:`MemorizationScores.rescored` recomputes every score from resampled models, and
+``model_groups`` says which rows are resampled together (one pool per design arm).
 """
 
 from __future__ import annotations
@@ -31,8 +40,42 @@ from harness import stats
 
 
 @dataclass(frozen=True, eq=False)
+class ModelRows:
+    """Per model (rows) and scored point (columns): counts toward P_in / P_out, and right there.
+
+    ``groups`` labels each row with the pool it is resampled in (module docstring).
+    """
+
+    hit_in: np.ndarray
+    in_: np.ndarray
+    hit_out: np.ndarray
+    out: np.ndarray
+    groups: np.ndarray
+
+    @classmethod
+    def of(cls, correct_in, in_, correct_out, out, groups) -> "ModelRows":
+        as_float = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        return cls(as_float(correct_in & in_), as_float(in_), as_float(correct_out & out), as_float(out),
+                   np.asarray(groups))
+
+    def columns(self, rows: np.ndarray) -> "ModelRows":
+        return ModelRows(self.hit_in[:, rows], self.in_[:, rows], self.hit_out[:, rows], self.out[:, rows],
+                         self.groups)
+
+    def shares(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P_in and P_out of every point with model k weighted by ``weights[k]``."""
+        weights = np.asarray(weights, dtype=np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return weights @ self.hit_in / (weights @ self.in_), weights @ self.hit_out / (weights @ self.out)
+
+
+@dataclass(frozen=True, eq=False)
 class MemorizationScores:
-    """Per-point scores with the counts behind them and a (1 - alpha) interval per point."""
+    """Per-point scores with the counts behind them and a (1 - alpha) interval per point.
+
+    ``rows`` (None for scores made from counts alone) keeps the models behind the counts, so
+    :meth:`rescored` can recompute the scores from a bootstrap replicate of the models.
+    """
 
     method: str
     points: np.ndarray
@@ -44,6 +87,8 @@ class MemorizationScores:
     correct_out: np.ndarray
     n_out: np.ndarray
     alpha: float = 0.05
+    rows: ModelRows | None = None
+    is_fractional: bool = False
 
     def __len__(self) -> int:
         return len(self.points)
@@ -72,14 +117,34 @@ class MemorizationScores:
         rows = np.array([position[p] for p in points.tolist()], dtype=np.int64)
         return MemorizationScores(self.method, self.points[rows], self.score[rows], self.lower[rows],
                                   self.upper[rows], self.correct_in[rows], self.n_in[rows],
-                                  self.correct_out[rows], self.n_out[rows], self.alpha)
+                                  self.correct_out[rows], self.n_out[rows], self.alpha,
+                                  None if self.rows is None else self.rows.columns(rows), self.is_fractional)
+
+    @property
+    def model_groups(self) -> np.ndarray:
+        """The pool of each model row, for ``harness.stats.crossed_bootstrap``."""
+        if self.rows is None:
+            raise ValueError(f"{self.method}: these scores were made from counts alone, without their models")
+        return self.rows.groups
+
+    def rescored(self, weights: np.ndarray) -> np.ndarray:
+        """Every point's score with model k weighted by ``weights[k]`` (all ones: ``score``).
+
+        A point none of whose in-models (or out-models) has weight gets NaN: a resample can
+        leave it without one arm, and the statistic built on the scores decides what to do."""
+        if self.rows is None:
+            raise ValueError(f"{self.method}: these scores were made from counts alone, without their models")
+        p_in, p_out = self.rows.shares(weights)
+        return _fractional_score(p_in, p_out) if self.is_fractional else (p_in - p_out).astype(float)
 
 
-def _from_counts(method, points, correct_in, n_in, correct_out, n_out, alpha) -> MemorizationScores:
-    score, lower, upper = stats.newcombe_difference(correct_in, n_in, correct_out, n_out, alpha)
+def from_rows(method, points, rows: ModelRows, alpha) -> MemorizationScores:
+    counts = [np.rint(matrix.sum(0, dtype=np.float64)).astype(np.int64)
+              for matrix in (rows.hit_in, rows.in_, rows.hit_out, rows.out)]
+    score, lower, upper = stats.newcombe_difference(*counts, alpha)
     return MemorizationScores(method, np.asarray(points), np.asarray(score, dtype=float),
                               np.asarray(lower, dtype=float), np.asarray(upper, dtype=float),
-                              correct_in, n_in, correct_out, n_out, alpha)
+                              *counts, alpha, rows)
 
 
 def _check(masks: np.ndarray, train_margin: np.ndarray) -> None:
@@ -109,8 +174,8 @@ def subsampled(masks: np.ndarray, train_margin: np.ndarray, alpha: float = 0.05)
     if len(never):
         raise ValueError(f"{len(never)} points (e.g. {never[:5].tolist()}) are never left out or never "
                          "included; use a balanced plan with more models (harness.masks.subsampled_plan)")
-    return _from_counts("subsampled", np.arange(masks.shape[1]), (correct & masks).sum(0), n_in,
-                        (correct & ~masks).sum(0), n_out, alpha)
+    return from_rows("subsampled", np.arange(masks.shape[1]),
+                      ModelRows.of(correct, masks, correct, ~masks, np.zeros(len(masks), dtype=np.int64)), alpha)
 
 
 def exact_loo(masks: np.ndarray, train_margin: np.ndarray, left_out: np.ndarray,
@@ -130,12 +195,11 @@ def exact_loo(masks: np.ndarray, train_margin: np.ndarray, left_out: np.ndarray,
     if len(never):
         raise ValueError(f"targets {never[:5].tolist()} were never left out; a LOO plan scores only "
                          f"its own targets ({len(available)} here)")
-    correct = train_margin > 0
-    correct_in = correct[base_rows][:, targets].sum(0)
-    n_in = np.full(len(targets), len(base_rows))
-    correct_out = np.array([correct[left_out == t, t].sum() for t in targets.tolist()])
-    n_out = np.array([(left_out == t).sum() for t in targets.tolist()])
-    return _from_counts("exact_loo", targets, correct_in, n_in, correct_out, n_out, alpha)
+    correct = train_margin[:, targets] > 0
+    base = np.broadcast_to((left_out == -1)[:, None], correct.shape)
+    out = left_out[:, None] == targets[None, :]
+    # One pool for the base models and one for each target's models.
+    return from_rows("exact_loo", targets, ModelRows.of(correct, base, correct, out, left_out), alpha)
 
 
 def closed_form_loo(masks: np.ndarray, train_margin: np.ndarray, loo_margin: np.ndarray,
@@ -148,10 +212,9 @@ def closed_form_loo(masks: np.ndarray, train_margin: np.ndarray, loo_margin: np.
     n_in = masks.sum(0)
     if (n_in == 0).any():
         raise ValueError(f"{int((n_in == 0).sum())} points are in no model's training set")
-    correct_in = ((train_margin > 0) & masks).sum(0)
-    correct_out = ((loo_margin > 0) & masks).sum(0)
-    return _from_counts("closed_form_loo", np.arange(masks.shape[1]), correct_in, n_in,
-                        correct_out, n_in, alpha)
+    # Each draw gives both arms of a point (its fit and its refit without the point): one pool.
+    rows = ModelRows.of(train_margin > 0, masks, loo_margin > 0, masks, np.zeros(len(masks), dtype=np.int64))
+    return from_rows("closed_form_loo", np.arange(masks.shape[1]), rows, alpha)
 
 
 def fractional(scores: MemorizationScores) -> MemorizationScores:
@@ -160,11 +223,12 @@ def fractional(scores: MemorizationScores) -> MemorizationScores:
     in_low, in_high = stats.wilson_interval(scores.correct_in, scores.n_in, level)
     out_low, out_high = stats.wilson_interval(scores.correct_out, scores.n_out, level)
 
-    def ratio(p_in, p_out):
-        total = np.asarray(p_in + p_out, dtype=float)
-        return np.divide(p_in - p_out, total, out=np.zeros_like(total), where=total > 0)
-
     return MemorizationScores(f"fractional({scores.method})", scores.points,
-                              ratio(scores.p_in, scores.p_out), ratio(in_low, out_high),
-                              ratio(in_high, out_low), scores.correct_in, scores.n_in,
-                              scores.correct_out, scores.n_out, scores.alpha)
+                              _fractional_score(scores.p_in, scores.p_out), _fractional_score(in_low, out_high),
+                              _fractional_score(in_high, out_low), scores.correct_in, scores.n_in,
+                              scores.correct_out, scores.n_out, scores.alpha, scores.rows, is_fractional=True)
+
+
+def _fractional_score(p_in, p_out) -> np.ndarray:
+    total = np.asarray(p_in + p_out, dtype=float)
+    return np.divide(p_in - p_out, total, out=np.zeros_like(total), where=total > 0)

@@ -65,9 +65,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import stats
 from harness.data import UNKNOWN_GROUP, Dataset
-from harness.estimators import MemorizationScores
+from harness.estimators import MemorizationScores, ModelRows, from_rows
 from harness.masks import MaskPlan
 
 DISTANCE_SCALE = 2.0     # d = this x the median nearest-neighbour distance (infer_subpopulations' cut)
@@ -256,9 +255,6 @@ def grouped_scores(grouped: GroupedPlan, train_margin: np.ndarray, pool_in: bool
             usable[g + 1] = ~grouped.conflicts[member_positions].any(0)
     in_rows = usable[grouped.group_of_model + 1]                                  # (K, T)
     out_rows = grouped.group_of_model[:, None] == group_of_target[None, :]         # (K, T)
-    correct_in, n_in = (correct & in_rows).sum(0), in_rows.sum(0)
-    correct_out, n_out = (correct & out_rows).sum(0), out_rows.sum(0)
-    score, lower, upper = stats.newcombe_difference(correct_in, n_in, correct_out, n_out, alpha)
-    return MemorizationScores("grouped (pooled P_in)" if pool_in else "grouped", grouped.targets.copy(),
-                              np.asarray(score, dtype=float), np.asarray(lower, dtype=float),
-                              np.asarray(upper, dtype=float), correct_in, n_in, correct_out, n_out, alpha)
+    # One pool for the base models and one for each group's models.
+    rows = ModelRows.of(correct, in_rows, correct, out_rows, grouped.group_of_model)
+    return from_rows("grouped (pooled P_in)" if pool_in else "grouped", grouped.targets.copy(), rows, alpha)

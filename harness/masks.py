@@ -10,6 +10,9 @@ target it leaves out (``left_out[k]``; -1 when none):
   (each point's in/out counts, and so its interval width, are the same).
 - **full** (:func:`full_plan`): K models on all of S; with the ridge family's closed-form
   LOO this is exact LOO for every point.
+- **removal** (:func:`removal_plan`): model k on S minus its own set R_k (the arms of a
+  removal experiment, ``harness.removal``); every removal plan draws the same training seed
+  for model k, so the arms of one experiment pair up by model index.
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ def full_plan(n: int, models: int) -> MaskPlan:
         raise ValueError(f"need n >= 1 points and >= 1 models, got n={n}, models={models}")
     return MaskPlan("full", np.ones((models, n), dtype=bool), np.full(models, -1),
                     {"n": n, "models": models})
+
+
+def removal_plan(removed: np.ndarray) -> MaskPlan:
+    """Model k trained on S minus the points ``removed[k]`` (bool, models x n)."""
+    removed = np.asarray(removed)
+    if removed.ndim != 2 or removed.dtype != np.bool_ or removed.size == 0:
+        raise ValueError(f"removed must be a non-empty 2-D bool array (models x points), got "
+                         f"{removed.dtype} {removed.shape}")
+    models, n = removed.shape
+    return MaskPlan("removal", ~removed, np.full(models, -1), {"n": n, "models": models})
 
 
 def loo_plan(n: int, targets, models_per_target: int, base: np.ndarray | None = None) -> MaskPlan:

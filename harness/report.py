@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from harness.stats import holm  # noqa: E402
 from harness.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, ClaimResult, Statistic, format_number  # noqa: E402
 
 FIGURE_DPI = 110
@@ -92,7 +93,8 @@ def _case_markdown(result: ClaimResult, figure_paths: dict[str, str], tables: di
         "",
         result.message(),
         "",
-        f"Dataset: {result.dataset}; models: {result.models_trained}; time: {result.seconds:.1f} s",
+        f"Dataset: {result.dataset}; models: {result.models_trained}; seed: {result.seed}; "
+        f"time: {result.seconds:.1f} s",
         "",
         "## Decisive statistic",
         "",
@@ -102,8 +104,8 @@ def _case_markdown(result: ClaimResult, figure_paths: dict[str, str], tables: di
     ]
     if result.paper:
         lines += ["", f"Paper's figure: {result.paper_text()}"]
-    if result.models_to_decide is not None:
-        lines += ["", f"Models per arm that would decide it: {result.models_to_decide}"]
+    if result.power[1]:
+        lines += ["", f"What would decide it: {result.power[1]}"]
     lines += ["", "## All statistics", "", _statistics_table(result.all_statistics())]
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in result.notes]
@@ -170,6 +172,18 @@ def load_results(reports_dir: Path) -> list[ClaimResult]:
     return [result for _, result in _read_case_reports(reports_dir)]
 
 
+def family_rows(results: list[ClaimResult], alpha: float = 0.05) -> list[list]:
+    """Per claim: its cases, how many are supported, and which survive Holm's rule at ``alpha``."""
+    rows = []
+    for claim in sorted({result.claim for result in results}):
+        cases = [result for result in results if result.claim == claim]
+        survive = holm([result.p_value for result in cases], alpha)
+        names = [result.case for result, kept in zip(cases, survive) if kept]
+        rows.append([claim, len(cases), sum(result.verdict == SUPPORTED for result in cases), len(names),
+                     "; ".join(names) or "none"])
+    return rows
+
+
 def write_summary(reports_dir: Path) -> Path:
     """Write ``SUMMARY.md`` (counts per verdict, one row per case) and ``summary.json``.
 
@@ -198,6 +212,14 @@ def write_summary(reports_dir: Path) -> Path:
         f"{len(results)} cases: {counts_text}.",
         "",
         _markdown_table(header, rows),
+        "",
+        "## Each claim's cases as a family (Holm)",
+        "",
+        "Each case's verdict is at the 95 % level on its own. Read together, a claim's cases are a family: "
+        "a case survives when Holm's step-down rule at 5 % family-wise rejects 'the claim does not hold' "
+        "for it (one-sided p-values from each decisive interval, read as normal).",
+        "",
+        _markdown_table(["claim", "cases", "supported", "survive Holm", "cases that survive"], family_rows(results)),
         "",
     ])
     summary_path = reports_dir / "SUMMARY.md"

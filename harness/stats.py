@@ -1,4 +1,4 @@
-"""Confidence intervals, operating points and sample sizes used by every claim test.
+"""Confidence intervals, operating points and power statements used by every claim test.
 
 Notation: ``z = Phi^-1(1 - alpha/2)`` is the two-sided normal quantile, ``p = s/n``.
 
@@ -22,6 +22,12 @@ Pearson correlation, Fisher z interval (``n >= 4``)::
 
     (lower, upper) = tanh(atanh(r) -/+ z / sqrt(n - 3))
 
+Where each of the n pairs is itself measured from a finite ensemble, the models add the
+variance V_m of atanh(r) under resampled models (a bootstrap over each pair's models), and
+the interval becomes ``tanh(atanh(r) -/+ z sqrt(1 / (n - 3) + V_m))``; its variance components
+stay on the Fisher z scale (1 / (n - 3) for the pairs, V_m for the models), where the power
+statement works too.
+
 Spearman correlation (Pearson on average ranks), Fisher z with the Bonett-Wright (2000)
 standard error::
 
@@ -33,15 +39,35 @@ interval over the stated denominator::
     tpr = TP / (TP + FN)      fpr = FP / (FP + TN)
     precision = TP / (TP + FP)      false_discovery_rate = FP / (TP + FP)
 
-Models per arm to detect a difference ``d`` of two proportions around ``p`` with a
-two-sided test at level ``alpha`` and power ``1 - beta`` (normal approximation), with
-``p1 = p + d/2``, ``p2 = p - d/2`` clipped into (0, 1), ``pbar = (p1 + p2)/2``, ``q = 1 - p``::
+Crossed (pigeonhole) bootstrap, the interval of every aggregate that decides a verdict
+(Owen 2007; ``../shared/STATISTICS.md``). An estimate built from a K models x n points array
+has noise from both ways of it: which points (one draw of the data) and which models (another
+seed trains other models). Each replicate resamples both, independently:
 
-    n = (z_{1-alpha/2} sqrt(2 pbar qbar) + z_{1-beta} sqrt(p1 q1 + p2 q2))^2 / d^2
+- models: with replacement *within each pool* (a pool is the rows trained alike: a subsampled
+  ensemble, the base models of a LOO plan, the models left out of one target, the paired model
+  index of a removal experiment); a resample is a count per row, and each point's score is
+  recomputed from the weighted rows (``MemorizationScores.rescored``);
+- points: whole *clusters* (sub-populations; a point of unknown sub-population is its own
+  cluster) with replacement, *within strata* fixed by the design (size bins, purged or kept).
 
-Observations needed to shrink an interval (half width proportional to ``1/sqrt(n)``)::
+The interval is the percentile interval of the replicates. Two further runs resample one way
+only and estimate the variance components of the two-way random-effects approximation::
 
-    n_needed = n_now * (half_width_now / target_half_width)^2
+    Var(estimate) ~ V_points + V_models,   V_points = Var(points only),
+                                           V_models = Var(both) - V_points  (models and residual)
+
+With K' = f K models per pool, ``V(f) = V_points + V_models / f``. For power 1 - beta at the
+distance d between estimate and threshold, ``(z_{1-alpha/2} + z_{1-beta})^2 V(f) = d^2``:
+
+    f = V_models / (d^2 / (z_{1-alpha/2} + z_{1-beta})^2 - V_points),
+
+and when ``V_points`` alone exceeds ``d^2 / (z_{1-alpha/2} + z_{1-beta})^2`` no number of
+models decides it: more points are needed. If every replicate equals the estimate, the data
+leave nothing to resample (``CrossedInterval.degenerate``) and no verdict rests on it.
+
+Holm's step-down rule over the one-sided p-values ``p_(1) <= ... <= p_(m)`` of a claim's
+cases: reject ``H_(j)`` while ``p_(j) <= alpha / (m - j + 1)`` for every earlier j.
 """
 
 from __future__ import annotations
@@ -57,8 +83,6 @@ from scipy import stats as scipy_stats
 _MAX_INDICES_PER_CHUNK = 2**22
 # Bootstrap correlations give up when more than this share of resamples has zero variance.
 _MAX_DEGENERATE_SHARE = 0.10
-# Keeps p +/- d/2 strictly inside (0, 1) in models_for_difference.
-_PROPORTION_CLIP = 1e-9
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,41 @@ class Interval:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CrossedInterval(Interval):
+    """A crossed-bootstrap interval with the variance components behind it (module docstring).
+
+    ``n`` counts the points resampled (the models when no points are); ``models`` the model
+    rows. ``undefined`` counts replicates in which the statistic did not exist (e.g. a bin
+    emptied); ``degenerate`` says every replicate equalled the estimate.
+    """
+
+    models: int = 0
+    var_both: float = math.nan
+    var_models_only: float = math.nan
+    var_points_only: float = math.nan
+    undefined: int = 0
+    degenerate: bool = False
+    # The scale the variances are on: "identity", or "atanh" for a correlation (Fisher z).
+    scale: str = "identity"
+
+    @property
+    def var_points(self) -> float:
+        """V_points: what resampling the points alone shows (0 when no points are resampled)."""
+        return 0.0 if math.isnan(self.var_points_only) else self.var_points_only
+
+    @property
+    def var_models(self) -> float:
+        """V_models: the rest of the total variance, which shrinks as models are added."""
+        return max(self.var_both - self.var_points, 0.0)
+
+    def predicted_half_width(self, model_factor: float, alpha: float = 0.05) -> float:
+        """Half width (z times the standard deviation) with ``model_factor`` times the models per pool."""
+        if not model_factor > 0:
+            raise ValueError(f"model_factor must be > 0, got {model_factor}")
+        return _normal_quantile(alpha) * math.sqrt(self.var_points + self.var_models / model_factor)
 
 
 @dataclass(frozen=True)
@@ -252,6 +311,224 @@ def bootstrap_difference(a, b, alpha: float = 0.05, n_boot: int = 2000, seed: in
                                 f"bootstrap percentile difference ({n_boot} resamples)")
 
 
+# --------------------------------------------------------------------------- crossed bootstrap
+
+
+@dataclass(frozen=True, eq=False)
+class Points:
+    """Points resampled as whole clusters, within strata.
+
+    ``clusters``: one id per point (a negative id makes the point its own cluster);
+    ``strata``: one label per point (None: one stratum). A cluster with points in two strata
+    is resampled as two units, one per stratum, so every stratum keeps its number of units.
+    """
+
+    clusters: np.ndarray
+    strata: np.ndarray | None = None
+
+    def __post_init__(self):
+        clusters = np.asarray(self.clusters)
+        if clusters.ndim != 1 or clusters.size == 0:
+            raise ValueError(f"clusters must be a non-empty 1-D array, got shape {clusters.shape}")
+        strata = np.zeros(clusters.size, dtype=np.int64) if self.strata is None else np.asarray(self.strata)
+        if strata.shape != clusters.shape:
+            raise ValueError(f"strata has shape {strata.shape}, clusters {clusters.shape}")
+        stratum_of_point = np.unique(strata.astype(str), return_inverse=True)[1]
+        ids = np.where(clusters < 0, -1, clusters).astype(np.int64)
+        own = np.flatnonzero(ids < 0)
+        ids[own] = ids.max(initial=-1) + 1 + np.arange(len(own))
+        units, unit_of_point = np.unique(np.stack([stratum_of_point, ids]), axis=1, return_inverse=True)
+        object.__setattr__(self, "unit_of_point", unit_of_point.ravel())
+        object.__setattr__(self, "_draw", _WithinGroups(units[0]))
+
+    @property
+    def n(self) -> int:
+        return len(self.unit_of_point)
+
+    @property
+    def n_clusters(self) -> int:
+        return self._draw.n
+
+    def resample(self, rng: np.random.Generator) -> np.ndarray:
+        """Indices of the points of one resample (repeats allowed), in point order."""
+        counts = self._draw.counts(rng).astype(np.int64)[self.unit_of_point]
+        return np.repeat(np.arange(self.n), counts)
+
+
+class _WithinGroups:
+    """Draws ``n`` items with replacement within each group: a count per item, each group's
+    counts summing to its size."""
+
+    def __init__(self, groups: np.ndarray):
+        groups = np.asarray(groups)
+        self.n = len(groups)
+        self._order = np.argsort(groups, kind="stable")
+        sorted_groups = groups[self._order]
+        _, start, size = np.unique(sorted_groups, return_index=True, return_counts=True)
+        group_index = np.searchsorted(np.unique(sorted_groups), sorted_groups)
+        self._start, self._size = start[group_index], size[group_index]
+
+    def counts(self, rng: np.random.Generator) -> np.ndarray:
+        chosen = self._start + np.floor(rng.random(self.n) * self._size).astype(np.int64)
+        counts = np.empty(self.n, dtype=np.float64)
+        counts[self._order] = np.bincount(chosen, minlength=self.n)
+        return counts
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """One resample of a models x points array: a weight (count) per model row of each pool,
+    and the indices of each point set's resampled points. The original sample has every weight
+    1 and every point once."""
+
+    models: dict
+    points: dict
+
+
+def _replicates(model_pools: dict, point_sets: dict, n_boot: int, seed: int,
+                resample_models: bool, resample_points: bool):
+    rng = np.random.default_rng(seed)
+    draws = {name: _WithinGroups(groups) for name, groups in model_pools.items()}
+    for _ in range(n_boot):
+        yield Replicate(
+            {name: draw.counts(rng) if resample_models else np.ones(draw.n) for name, draw in draws.items()},
+            {name: points.resample(rng) if resample_points else np.arange(points.n)
+             for name, points in point_sets.items()})
+
+
+def _finite_replicates(values: list[dict], name: str) -> np.ndarray:
+    return np.array([v[name] for v in values], dtype=float)
+
+
+def _finite_variance(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.var(finite)) if len(finite) >= 2 else math.nan
+
+
+def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | None = None,
+                      points: dict | None = None, n_boot: int = 1000, seed: int = 0,
+                      alpha: float = 0.05, components: bool = True) -> dict[str, CrossedInterval]:
+    """Crossed bootstrap intervals (module docstring) of the figures ``statistic`` returns.
+
+    ``statistic(replicate)`` returns ``{name: value}`` (NaN where a figure does not exist in
+    that resample). ``models`` maps a model pool's name to one group label per row (rows are
+    resampled within their group); ``points`` maps a point set's name to its :class:`Points`.
+    ``components`` adds the one-way runs that estimate the variance components (half as many
+    resamples each); the power statement needs them.
+    """
+    _check_alpha(alpha)
+    _check_n_boot(n_boot)
+    models = {name: np.asarray(groups) for name, groups in (models or {}).items()}
+    points = dict(points or {})
+    if not models and not points:
+        raise ValueError("crossed_bootstrap needs at least one model pool or point set to resample")
+    for name, groups in models.items():
+        if groups.ndim != 1 or groups.size < 2:
+            raise ValueError(f"model pool {name!r} needs a 1-D array of at least 2 group labels, "
+                             f"got shape {groups.shape}")
+    original = Replicate({name: np.ones(len(groups)) for name, groups in models.items()},
+                         {name: np.arange(p.n) for name, p in points.items()})
+    estimates = {name: float(value) for name, value in statistic(original).items()}
+    both = [statistic(r) for r in _replicates(models, points, n_boot, seed, True, True)]
+    one_way = {}
+    if components:
+        for label, with_models, with_points in (("models", True, False), ("points", False, True)):
+            if (with_models and models) or (with_points and points):
+                one_way[label] = [statistic(r) for r in _replicates(models, points, max(100, n_boot // 2),
+                                                                    seed + 1 + len(one_way),
+                                                                    with_models, with_points)]
+    n_points = sum(p.n for p in points.values())
+    n_models = sum(len(groups) for groups in models.values())
+    description = ", ".join([f"models within {sum(len(np.unique(g)) for g in models.values())} pools"] * bool(models)
+                            + [f"points in {sum(p.n_clusters for p in points.values())} clusters"] * bool(points))
+    out = {}
+    for name, estimate in estimates.items():
+        replicates = _finite_replicates(both, name)
+        finite = replicates[np.isfinite(replicates)]
+        undefined = len(replicates) - len(finite)
+        method = f"crossed bootstrap percentile ({description}; {n_boot} resamples)"
+        variances = {label: _finite_variance(_finite_replicates(values, name)) for label, values in one_way.items()}
+        common = dict(n=n_points or n_models, models=n_models, undefined=undefined,
+                      var_models_only=float(variances.get("models", math.nan)),
+                      var_points_only=float(variances.get("points", 0.0 if not points else math.nan)))
+        if not math.isfinite(estimate) or undefined > _MAX_DEGENERATE_SHARE * n_boot:
+            out[name] = CrossedInterval(estimate, math.nan, math.nan,
+                                        method=f"{method}; undefined in {undefined} resamples", var_both=math.nan,
+                                        **common)
+            continue
+        lower, upper = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
+        degenerate = bool(np.all(finite == estimate))
+        out[name] = CrossedInterval(estimate, float(lower), float(upper), method=method,
+                                    var_both=float(np.var(finite)), degenerate=degenerate, **common)
+    return out
+
+
+def power_statement(estimate: float, threshold: float, var_points: float, var_models: float,
+                    models_per_arm: dict, power: float = 0.8, alpha: float = 0.05,
+                    most: int = 10**6, points: str = "points") -> tuple[dict | None, str]:
+    """Models for ``power`` at the observed distance to the threshold (module docstring), and the
+    sentence a report prints; ``(None, why)`` when more models cannot decide it.
+
+    ``models_per_arm`` names each arm's models now (e.g. ``{"subsampled models": 300}``); every
+    arm is scaled by the same factor, and the answer names them the same way. ``points`` names
+    the other level (e.g. "configurations"). The variances must be on the scale of ``estimate``.
+    """
+    if not 0 < power < 1:
+        raise ValueError(f"power must lie strictly between 0 and 1, got {power}")
+    if not models_per_arm or min(models_per_arm.values()) < 1:
+        raise ValueError(f"models_per_arm must name at least one arm with >= 1 model, got {models_per_arm}")
+    distance = abs(estimate - threshold)
+    if not (math.isfinite(distance) and math.isfinite(var_points) and math.isfinite(var_models)):
+        return None, "the interval is undefined, so no number of models can be projected"
+    if distance == 0:
+        return None, "the estimate sits on the threshold: no number of models or points decides it"
+    allowed = (distance / (_normal_quantile(alpha) + float(scipy_stats.norm.ppf(power)))) ** 2
+    point_half = _normal_quantile(alpha) * math.sqrt(var_points)
+    if var_points >= allowed:
+        return None, (f"more {points}, not more models: the spread over {points} alone (half width "
+                      f"{point_half:.3g}) is too wide for {power:.0%} power at the distance {distance:.3g} "
+                      f"to the threshold")
+    if var_models == 0:
+        return None, f"the models add no variance here; more {points}, not more models, would narrow it"
+    factor = var_models / (allowed - var_points)
+    needed = {arm: math.ceil(count * factor) for arm, count in models_per_arm.items()}
+    if max(needed.values()) > most:
+        return None, (f"over {most:,} models per arm would be needed for {power:.0%} power at the distance "
+                      f"{distance:.3g}: more models cannot help in practice")
+    arms = " and ".join(f"{count:,} {arm}" for arm, count in needed.items())
+    now = " and ".join(f"{count:,}" for count in models_per_arm.values())
+    return needed, (f"about {arms} (now {now}) would decide it with {power:.0%} power if the estimate stayed "
+                    f"at {estimate:.3g} (the half width from the {points}, {point_half:.3g}, does not shrink with models)")
+
+
+def normal_p_value(estimate: float, lower: float, upper: float, threshold: float, direction: str,
+                   alpha: float = 0.05) -> float:
+    """One-sided p-value of 'the claim does not hold' from an interval read as a normal one."""
+    if direction not in ("above", "below"):
+        raise ValueError(f"direction must be 'above' or 'below', got {direction!r}")
+    if not all(math.isfinite(v) for v in (estimate, lower, upper)):
+        return math.nan
+    standard_error = (upper - lower) / (2 * _normal_quantile(alpha))
+    signed = estimate - threshold if direction == "above" else threshold - estimate
+    if standard_error <= 0:
+        return 0.0 if signed > 0 else 1.0
+    return float(scipy_stats.norm.sf(signed / standard_error))
+
+
+def holm(p_values, alpha: float = 0.05) -> np.ndarray:
+    """Which hypotheses Holm's step-down rule rejects (module docstring); NaN is never rejected."""
+    _check_alpha(alpha)
+    p = np.asarray(p_values, dtype=float)
+    rejected = np.zeros(p.shape, dtype=bool)
+    order = [i for i in np.argsort(p, kind="stable") if not np.isnan(p[i])]
+    m = len(p)
+    for rank, i in enumerate(order):
+        if p[i] > alpha / (m - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
 # --------------------------------------------------------------------------- correlation
 
 
@@ -292,6 +569,21 @@ def pearson(x, y, alpha: float = 0.05) -> Interval:
     x, y = _check_pair(x, y, minimum=4)
     r = float(_row_pearson(x, y))
     return _fisher_interval(r, 1 / math.sqrt(x.size - 3), x.size, alpha, "pearson fisher z")
+
+
+def pearson_with_model_noise(x, y, model_variance_z: float, models: int, alpha: float = 0.05) -> CrossedInterval:
+    """Pearson r with the Fisher interval widened by the models' variance (module docstring)."""
+    _check_alpha(alpha)
+    x, y = _check_pair(x, y, minimum=4)
+    if not (math.isfinite(model_variance_z) and model_variance_z >= 0):
+        raise ValueError(f"model_variance_z must be a finite number >= 0, got {model_variance_z}")
+    r = float(_row_pearson(x, y))
+    pairs_z = 1 / (x.size - 3)
+    interval = _fisher_interval(r, math.sqrt(pairs_z + model_variance_z), x.size, alpha,
+                                "pearson fisher z, widened by the models' variance")
+    return CrossedInterval(interval.estimate, interval.lower, interval.upper, interval.n, interval.method,
+                           models=models, var_both=pairs_z + model_variance_z, var_models_only=model_variance_z,
+                           var_points_only=pairs_z, scale="atanh")
 
 
 def spearman(x, y, alpha: float = 0.05) -> Interval:
@@ -393,36 +685,3 @@ def fpr_at_tpr(scores, is_positive, target_tpr: float = 0.95, alpha: float = 0.0
     threshold = float(positive_scores[needed - 1])
     rates = rates_at_threshold(scores, positive, threshold, alpha)
     return OperatingPoint(threshold, rates["tpr"], rates["fpr"])
-
-
-# --------------------------------------------------------------------------- sample sizes
-
-
-def models_for_difference(d: float, p: float = 0.5, alpha: float = 0.05, power: float = 0.8) -> int:
-    """Models per arm for a two-sided test to detect proportions ``p + d/2`` vs ``p - d/2``."""
-    if not 0 < d <= 1:
-        raise ValueError(f"d must lie in (0, 1], got {d}")
-    if not 0 < p < 1:
-        raise ValueError(f"p must lie strictly between 0 and 1, got {p}")
-    _check_alpha(alpha)
-    if not 0 < power < 1:
-        raise ValueError(f"power must lie strictly between 0 and 1, got {power}")
-    p1 = min(max(p + d / 2, _PROPORTION_CLIP), 1 - _PROPORTION_CLIP)
-    p2 = min(max(p - d / 2, _PROPORTION_CLIP), 1 - _PROPORTION_CLIP)
-    p_bar = (p1 + p2) / 2
-    z_alpha = _normal_quantile(alpha)
-    z_power = float(scipy_stats.norm.ppf(power))
-    root_n = (z_alpha * math.sqrt(2 * p_bar * (1 - p_bar))
-              + z_power * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) / d
-    return math.ceil(round(root_n**2, 9))
-
-
-def models_to_resolve(interval_half_width_now: float, n_now: int, target_half_width: float) -> int:
-    """Total observations (not additional) at which the half width shrinks to the target."""
-    for name, value in (("interval_half_width_now", interval_half_width_now), ("n_now", n_now),
-                        ("target_half_width", target_half_width)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {value}")
-    needed = n_now * (interval_half_width_now / target_half_width) ** 2
-    # Round away float noise so that e.g. exactly 400.0000000001 does not become 401.
-    return math.ceil(round(needed, 9))

@@ -12,8 +12,14 @@ With ``direction = "above"`` the claim holds when the statistic exceeds ``value`
 ``direction = "below"`` mirrors it: supported if upper < value, refuted if lower >= value.
 An interval with a NaN bound is never decided (inconclusive).
 
+A decisive statistic from a crossed bootstrap (``harness.stats.crossed_bootstrap``) keeps
+its variance components, so an inconclusive result states what would decide it
+(``harness.stats.power_statement``): the models per arm for 80 % power, or that more points,
+not more models, are needed. An interval whose every resample equals the estimate gets NaN
+bounds: the data leave nothing to resample, and no verdict rests on it.
+
 A :class:`ClaimResult` bundles the verdict with everything a report needs (further
-statistics, the paper's figure, cost, notes, package versions) and round-trips
+statistics, the paper's figure, cost, seed, notes, package versions) and round-trips
 through JSON via :meth:`ClaimResult.to_dict` / :meth:`ClaimResult.from_dict`.
 """
 
@@ -35,7 +41,9 @@ _RECORDED_DISTRIBUTIONS = (
 )
 
 # Keys that to_dict or the report writer derive; from_dict accepts and ignores them.
-_DERIVED_KEYS = frozenset({"verdict", "figures"})
+_DERIVED_KEYS = frozenset({"verdict", "figures", "power", "models_per_arm_to_decide", "p_value"})
+NOTHING_TO_RESAMPLE = ("every resample equals the estimate: the data leave nothing to resample (every count at 0 "
+                       "or at its maximum), so no verdict rests on it")
 
 
 def format_number(x: float) -> str:
@@ -54,6 +62,33 @@ class Statistic:
     n: int
     unit: str = "models"
     note: str = ""
+    # From a crossed bootstrap: {"var_points", "var_models", "models_per_arm"} (harness.stats).
+    components: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_interval(cls, name: str, interval, unit: str = "points", note: str = "",
+                      models_per_arm: dict | None = None) -> "Statistic":
+        """The one way an interval (``harness.stats``) becomes a verdict statistic.
+
+        A degenerate crossed-bootstrap interval gets NaN bounds (module docstring); with
+        ``models_per_arm`` its variance components are kept for the power statement.
+        """
+        from harness.stats import CrossedInterval
+
+        lower, upper = interval.lower, interval.upper
+        notes = [note] if note else []
+        components = {}
+        if isinstance(interval, CrossedInterval):
+            if interval.degenerate:
+                lower = upper = math.nan
+                notes.append(NOTHING_TO_RESAMPLE)
+            elif math.isnan(lower):
+                notes.append(interval.method)
+            if models_per_arm is not None and math.isfinite(interval.var_both):
+                components = {"var_points": interval.var_points, "var_models": interval.var_models,
+                              "models_per_arm": {arm: int(count) for arm, count in models_per_arm.items()},
+                              "scale": interval.scale}
+        return cls(name, interval.estimate, lower, upper, interval.n, unit, "; ".join(notes), components)
 
     def __post_init__(self):
         if not self.name:
@@ -117,16 +152,54 @@ def decide(statistic: Statistic, threshold: Threshold) -> str:
     return INCONCLUSIVE
 
 
-def models_to_decide(statistic: Statistic, threshold: Threshold, models: int) -> int | None:
-    """For an inconclusive verdict, the models at which the interval (half width ~ 1/sqrt(models))
-    would shrink to the distance between estimate and threshold; None when already decided."""
-    from harness.stats import models_to_resolve
+def intersection_union(parts: list[Statistic], threshold: Threshold) -> Statistic:
+    """The decisive part of a claim made of parts that must all hold (each at the 95 % level, so
+    no correction is needed): a refuted part if any, else a part without an interval (the claim
+    cannot be decided without it), else the part nearest to failing."""
+    if not parts:
+        raise ValueError("intersection_union needs at least one part")
+    refuted = [part for part in parts if decide(part, threshold) == REFUTED]
+    if refuted:
+        return refuted[0]
+    missing = [part for part in parts if math.isnan(part.lower) or math.isnan(part.upper)]
+    if missing:
+        return missing[0]
+    if threshold.direction == "above":
+        return min(parts, key=lambda part: part.lower)
+    return max(parts, key=lambda part: part.upper)
 
-    distance = abs(statistic.estimate - threshold.value)
-    if (decide(statistic, threshold) != INCONCLUSIVE or not statistic.half_width > 0 or models < 1
-            or not math.isfinite(distance)):
-        return None
-    return models_to_resolve(statistic.half_width, models, max(distance, 1e-4))
+
+def undecidable(name: str, reason: str, unit: str = "points") -> Statistic:
+    """A statistic the data cannot provide (e.g. nothing selected): never decided."""
+    return Statistic(name, math.nan, math.nan, math.nan, 0, unit, reason)
+
+
+def power_of(statistic: Statistic, threshold: Threshold) -> tuple[dict | None, str]:
+    """What would decide an inconclusive verdict: ``({arm: models}, sentence)`` from the
+    statistic's variance components, ``(None, sentence)`` when more models cannot, and
+    ``(None, "")`` when the verdict is decided."""
+    from harness.stats import power_statement
+
+    if decide(statistic, threshold) != INCONCLUSIVE:
+        return None, ""
+    if math.isnan(statistic.lower) or math.isnan(statistic.upper):
+        return None, f"no interval: {statistic.note or 'the data do not define this statistic'}"
+    if not statistic.components:
+        return None, "this interval has no model-level component to project"
+    c = statistic.components
+    fisher = c.get("scale") == "atanh"
+    transform = math.atanh if fisher else float
+    needed, sentence = power_statement(transform(statistic.estimate), transform(threshold.value), c["var_points"],
+                                       c["var_models"], c["models_per_arm"], points=statistic.unit)
+    return needed, sentence + (" (distances and half widths on the Fisher z scale)" if fisher else "")
+
+
+def p_value(statistic: Statistic, threshold: Threshold) -> float:
+    """One-sided p-value that the claim does not hold, reading the 95 % interval as normal."""
+    from harness.stats import normal_p_value
+
+    return normal_p_value(statistic.estimate, statistic.lower, statistic.upper, threshold.value,
+                          threshold.direction)
 
 
 @functools.cache
@@ -162,7 +235,7 @@ class ClaimResult:
     paper: dict = field(default_factory=dict)
     models_trained: int = 0
     seconds: float = 0.0
-    models_to_decide: int | None = None
+    seed: int = 0
     notes: list[str] = field(default_factory=list)
     versions: dict = field(default_factory=installed_versions)
 
@@ -175,16 +248,22 @@ class ClaimResult:
             raise ValueError("statistics must be a list of Statistic")
         if self.models_trained < 0 or self.seconds < 0:
             raise ValueError(f"models_trained and seconds must be >= 0, got {self.models_trained}, {self.seconds}")
-        if self.models_to_decide is not None and self.models_to_decide < 0:
-            raise ValueError(f"models_to_decide must be None or >= 0, got {self.models_to_decide}")
         self.models_trained = int(self.models_trained)
         self.seconds = float(self.seconds)
-        if self.models_to_decide is not None:
-            self.models_to_decide = int(self.models_to_decide)
+        self.seed = int(self.seed)
 
     @property
     def verdict(self) -> str:
         return decide(self.decisive, self.threshold)
+
+    @property
+    def power(self) -> tuple[dict | None, str]:
+        """What would decide it, when inconclusive (:func:`power_of`)."""
+        return power_of(self.decisive, self.threshold)
+
+    @property
+    def p_value(self) -> float:
+        return p_value(self.decisive, self.threshold)
 
     @property
     def key(self) -> str:
@@ -212,7 +291,10 @@ class ClaimResult:
             "paper": dict(self.paper),
             "models_trained": self.models_trained,
             "seconds": self.seconds,
-            "models_to_decide": self.models_to_decide,
+            "seed": self.seed,
+            "models_per_arm_to_decide": self.power[0],
+            "power": self.power[1],
+            "p_value": self.p_value,
             "notes": list(self.notes),
             "versions": dict(self.versions),
         }
@@ -248,6 +330,6 @@ class ClaimResult:
         ]
         if self.paper:
             sentences.append(f"Paper: {self.paper_text()}.")
-        if self.verdict == INCONCLUSIVE and self.models_to_decide is not None:
-            sentences.append(f"About {self.models_to_decide} models per arm would decide it.")
+        if self.power[1]:
+            sentences.append(f"What would decide it: {self.power[1]}.")
         return " ".join(sentences)

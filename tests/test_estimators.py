@@ -226,3 +226,32 @@ def test_closed_form_loo_accepts_nan_off_mask_but_not_on_it():
     loo[1, 1] = np.nan
     with pytest.raises(ValueError, match=r"loo_margin holds 1 NaN entries \(first: model 1, point 1\)"):
         closed_form_loo(masks, np.ones((2, 2)), loo)
+
+
+# ----------------------------------------------------------------------------- rescoring
+
+
+def test_rescored_with_unit_weights_is_the_score_and_a_weight_counts_a_model_twice():
+    scores = subsampled(SUB_MASKS, SUB_MARGINS)
+    np.testing.assert_allclose(scores.rescored(np.ones(4)), scores.score, atol=1e-7)
+    # Weight 2 on model 0 is the ensemble with model 0 listed twice.
+    doubled = subsampled(np.vstack([SUB_MASKS, SUB_MASKS[:1]]), np.vstack([SUB_MARGINS, SUB_MARGINS[:1]]))
+    np.testing.assert_allclose(scores.rescored(np.array([2.0, 1, 1, 1])), doubled.score, atol=1e-7)
+    np.testing.assert_allclose(fractional(scores).rescored(np.ones(4)), fractional(scores).score, atol=1e-7)
+    np.testing.assert_allclose(scores.at([2, 0]).rescored(np.ones(4)), scores.score[[2, 0]], atol=1e-7)
+
+
+def test_a_point_left_without_its_out_models_rescores_to_nan():
+    scores = subsampled(SUB_MASKS, SUB_MARGINS)
+    # Point 1 is out of model 1 only: with model 1 at weight 0 its P_out does not exist.
+    assert np.isnan(scores.rescored(np.array([1.0, 0, 1, 1]))[1])
+
+
+def test_exact_loo_resamples_the_base_models_and_each_targets_models_as_pools():
+    plan = loo_plan(3, [0, 2], models_per_target=2)
+    margins = np.ones((6, 3))
+    scores = exact_loo(plan.masks, margins, plan.left_out)
+    assert scores.model_groups.tolist() == [-1, -1, 0, 0, 2, 2]
+    closed = closed_form_loo(np.ones((4, 3), dtype=bool), np.ones((4, 3)), -np.ones((4, 3)))
+    assert closed.model_groups.tolist() == [0, 0, 0, 0]
+    np.testing.assert_allclose(closed.rescored(np.array([3.0, 0, 1, 0])), [1.0, 1.0, 1.0])

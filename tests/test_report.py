@@ -20,7 +20,16 @@ from harness.report import (
     write_case_report,
     write_summary,
 )
-from harness.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, ClaimResult, Statistic, Threshold, decide
+from harness.verdict import (
+    INCONCLUSIVE,
+    REFUTED,
+    SUPPORTED,
+    ClaimResult,
+    Statistic,
+    Threshold,
+    decide,
+    intersection_union,
+)
 
 ABOVE_ZERO = Threshold(0.0, "above", "IMN25 4.2: overestimation must exceed 0")
 BELOW_HALF = Threshold(0.5, "below", "test threshold")
@@ -89,16 +98,20 @@ def test_numpy_scalars_become_plain_numbers():
 # ----------------------------------------------------------------------------- ClaimResult
 
 def test_round_trip_through_json():
-    result = make_result(models_to_decide=None)
+    result = make_result(seed=3, decisive=Statistic("overestimation_small", 0.05, -0.01, 0.11, n=40,
+                                                    components={"var_points": 1e-4, "var_models": 5e-4,
+                                                                "models_per_arm": {"models": 20}}))
     back = ClaimResult.from_dict(json.loads(json.dumps(result.to_dict())))
-    assert back == result
-    assert back.verdict == SUPPORTED
+    assert back == result and back.seed == 3
+    assert back.power == result.power and back.power[0] is not None
+    assert back.verdict == INCONCLUSIVE
 
 
 def test_to_dict_has_the_report_keys():
     d = make_result().to_dict()
     for key in ("claim", "case", "dataset", "verdict", "decisive", "threshold", "statistics", "paper",
-                "models_trained", "seconds", "models_to_decide", "notes", "versions"):
+                "models_trained", "seconds", "seed", "power", "models_per_arm_to_decide", "p_value", "notes",
+                "versions"):
         assert key in d
     assert d["versions"]["python"].count(".") == 2
     assert "numpy" in d["versions"]
@@ -110,10 +123,12 @@ def test_from_dict_rejects_unknown_keys():
 
 
 def test_message_names_verdict_statistic_threshold_and_paper():
-    result = make_result(decisive=interval(-0.1, 0.3), models_to_decide=120)
-    text = result.message()
+    decisive = Statistic("overestimation_small", 0.1, -0.1, 0.3, n=40,
+                         components={"var_points": 1e-4, "var_models": 0.01, "models_per_arm": {"models": 30}})
+    text = make_result(decisive=decisive).message()
     for part in ("INCONCLUSIVE", "overestimation_small", "[-0.1, 0.3]", "n = 40 models", "above 0",
-                 "IMN25 4.2: overestimation must exceed 0", "8.5 % of points within 5 % error", "120 models"):
+                 "IMN25 4.2: overestimation must exceed 0", "8.5 % of points within 5 % error",
+                 "What would decide it: about 256 models (now 30)"):
         assert part in text
 
 
@@ -173,8 +188,11 @@ def test_write_summary_tables_and_links_cases(tmp_path):
 
     summary = summary_path.read_text()
     assert "2 cases: 1 supported, 0 refuted, 1 inconclusive." in summary
-    rows = [line for line in summary.splitlines() if line.startswith("| approx") or line.startswith("| sampling")]
+    table, family = summary.split("## Each claim's cases as a family (Holm)")
+    rows = [line for line in table.splitlines() if line.startswith("| approx") or line.startswith("| sampling")]
     assert len(rows) == 2 and rows[0].startswith("| approx-overestimates | syn-r0.7 |")
+    assert "| approx-overestimates | 1 | 1 | 1 | syn-r0.7 |" in family
+    assert "| sampling-rate-bias | 1 | 0 | 0 | none |" in family
     assert "[report](approx-overestimates/syn-r0.7.md)" in rows[0]
     assert "[report](sampling-rate-bias/syn-r0.95.md)" in rows[1]
     assert "0.21 [0.15, 0.27]" in rows[0]
@@ -253,3 +271,14 @@ def test_drift_message_matches_the_documented_form():
     drift = Drift("approx-overestimates/syn-r0.7", "overestimation_small", 0.21, 0.02, 0.05, "statistic")
     assert str(drift) == ("approx-overestimates/syn-r0.7: statistic overestimation_small moved 0.21 -> 0.02 "
                           "(tolerance 0.05)")
+
+
+def test_intersection_union_picks_a_refuted_part_then_a_missing_one_then_the_weakest():
+    supported, weak = interval(0.1, 0.3, "a"), interval(0.01, 0.5, "b")
+    refuted, missing = interval(-0.3, -0.1, "c"), Statistic("d", math.nan, math.nan, math.nan, n=0)
+    assert intersection_union([supported, weak], ABOVE_ZERO).name == "b"
+    assert intersection_union([supported, missing, refuted], ABOVE_ZERO).name == "c"
+    assert intersection_union([supported, missing], ABOVE_ZERO).name == "d"
+    assert intersection_union([interval(0.1, 0.3, "a"), interval(0.2, 0.45, "b")], BELOW_HALF).name == "b"
+    with pytest.raises(ValueError):
+        intersection_union([], ABOVE_ZERO)

@@ -13,20 +13,26 @@ from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
 from harness.stats import (
+    CrossedInterval,
     Interval,
     OperatingPoint,
+    Points,
     bootstrap_correlation,
     bootstrap_difference,
     bootstrap_mean,
+    crossed_bootstrap,
     fpr_at_tpr,
-    models_for_difference,
-    models_to_resolve,
+    holm,
     newcombe_difference,
+    normal_p_value,
     pearson,
+    pearson_with_model_noise,
+    power_statement,
     rates_at_threshold,
     spearman,
     wilson_interval,
 )
+from harness.verdict import INCONCLUSIVE, Statistic, Threshold, decide
 
 Z_975 = 1.959963984540054  # Phi^-1(0.975)
 Z_80 = 0.8416212335729143  # Phi^-1(0.8)
@@ -298,28 +304,114 @@ def test_fpr_at_tpr_picks_the_largest_threshold_reaching_the_target(rows, target
         assert rates_at_threshold(scores, positive, next_threshold)["tpr"].estimate < target
 
 
-# --------------------------------------------------------------------------- sample sizes
+# --------------------------------------------------------------------------- crossed bootstrap
 
 
-def test_models_for_difference_matches_hand_computation():
-    # p1 = 0.6, p2 = 0.4, pbar = 0.5: (1.96 sqrt(0.5) + 0.8416 sqrt(0.48))^2 / 0.04 = 96.92 -> 97.
-    by_hand = (Z_975 * math.sqrt(2 * 0.5 * 0.5) + Z_80 * math.sqrt(0.6 * 0.4 + 0.4 * 0.6)) ** 2 / 0.2**2
-    assert by_hand == pytest.approx(96.92, abs=0.01)
-    assert models_for_difference(0.2) == 97
-    # p1 = 0.55, p2 = 0.45: 391.3 -> 392.
-    assert models_for_difference(0.1) == 392
+def _crossed_mean(correct: np.ndarray, clusters: np.ndarray, n_boot: int = 1000, seed: int = 0):
+    """Mean accuracy over a models x points array, models and clustered points resampled."""
+    def mean(replicate):
+        weights, points = replicate.models["m"], replicate.points["p"]
+        return {"mean": (weights @ correct[:, points]).sum() / (weights.sum() * len(points))}
+
+    return crossed_bootstrap(mean, {"m": np.zeros(len(correct))}, {"p": Points(clusters)}, n_boot, seed)["mean"]
 
 
-def test_models_for_difference_shrinks_with_the_effect_and_survives_clipping():
-    sizes = [models_for_difference(d, p=0.7) for d in (0.05, 0.1, 0.2, 0.4, 0.8)]
-    assert sizes == sorted(sizes, reverse=True)
-    assert 1 <= models_for_difference(1.0) <= 3
+def test_points_resample_whole_clusters_within_their_strata():
+    points = Points(np.array([0, 0, 1, 1, -1, -1, 2]), strata=np.array([0, 1, 0, 0, 1, 1, 1]))
+    assert points.n_clusters == 6   # cluster 0 spans two strata: one unit in each
+    unit_sizes = np.bincount(points.unit_of_point)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        drawn = points.resample(rng)
+        counts = np.bincount(drawn, minlength=7)
+        assert counts[2] == counts[3]                           # cluster 1 travels whole
+        units_drawn = np.bincount(points.unit_of_point[drawn], minlength=6) / unit_sizes
+        assert units_drawn[:2].sum() == 2 and units_drawn[2:].sum() == 4   # each stratum keeps its units
 
 
-def test_models_to_resolve_scales_with_the_squared_ratio():
-    assert models_to_resolve(0.2, 100, 0.1) == 400
-    assert models_to_resolve(0.1, 100, 0.1) == 100
-    assert models_to_resolve(0.3, 20, 0.2) == 45
+def test_crossed_bootstrap_holds_both_the_models_and_the_points_noise():
+    rng = np.random.default_rng(1)
+    point_effect = rng.normal(0, 1.0, 300)
+    model_effect = rng.normal(0, 1.0, 40)
+    probability = 1 / (1 + np.exp(-(1.5 + point_effect[None, :] + model_effect[:, None])))
+    correct = (rng.random((40, 300)) < probability).astype(float)
+    interval = _crossed_mean(correct, np.arange(300) // 3)
+    assert interval.var_points_only > 0 and interval.var_models_only > 0
+    # The total holds at least each one-way part: neither source is left out.
+    assert interval.var_both >= 0.9 * max(interval.var_points_only, interval.var_models_only)
+    assert interval.lower < interval.estimate < interval.upper and not interval.degenerate
+    assert interval.n == 300 and interval.models == 40
+
+
+def test_all_counts_at_their_maximum_leave_nothing_to_resample():
+    interval = _crossed_mean(np.ones((16, 10)), np.arange(10))
+    assert interval.degenerate and interval.lower == interval.upper == interval.estimate == 1.0
+    statistic = Statistic.from_interval("score", interval, models_per_arm={"models": 16})
+    assert math.isnan(statistic.lower) and "nothing to resample" in statistic.note
+    assert decide(statistic, Threshold(0.5, "above", "test")) == INCONCLUSIVE
+
+
+def test_a_statistic_undefined_in_many_resamples_has_no_interval():
+    def rare(replicate):
+        return {"x": 1.0 if replicate.models["m"][0] > 0 else np.nan}   # model 0 is left out ~37 % of the time
+
+    interval = crossed_bootstrap(rare, {"m": np.zeros(10)}, n_boot=200)["x"]
+    assert math.isnan(interval.lower) and interval.undefined > 20
+
+
+def test_models_are_resampled_within_their_pools():
+    groups = np.array([0, 0, 0, 1, 1, 2])
+
+    def counts(replicate):
+        weights = replicate.models["m"]
+        return {f"pool {g}": weights[groups == g].sum() for g in (0, 1, 2)}
+
+    intervals = crossed_bootstrap(counts, {"m": groups}, n_boot=200)
+    for g, size in ((0, 3), (1, 2), (2, 1)):
+        assert intervals[f"pool {g}"].lower == intervals[f"pool {g}"].upper == size
+
+
+def test_power_statement_projects_models_or_says_more_points():
+    # (0.1 / 2.80)^2 = 1.2755e-3 allowed; (1.2755e-3 - 1e-4) -> factor 0.01 / 1.1755e-3 = 8.51.
+    needed, sentence = power_statement(0.1, 0.0, 1e-4, 0.01, {"models per arm": 30})
+    assert needed == {"models per arm": 256} and "256 models per arm (now 30)" in sentence
+    needed, sentence = power_statement(0.1, 0.0, 2e-3, 0.01, {"models per arm": 30})
+    assert needed is None and sentence.startswith("more points, not more models")
+    needed, sentence = power_statement(0.001, 0.0, 1e-9, 0.01, {"models per arm": 30})
+    assert needed is None and "more models cannot help" in sentence
+    assert power_statement(0.0, 0.0, 1e-4, 1e-4, {"m": 3})[0] is None
+    with pytest.raises(ValueError, match="models_per_arm"):
+        power_statement(0.1, 0.0, 1e-4, 0.01, {})
+
+
+def test_predicted_half_width_follows_the_variance_decomposition():
+    interval = CrossedInterval(0.0, -1.0, 1.0, 10, "test", models=10, var_both=0.05, var_models_only=0.03,
+                               var_points_only=0.01)
+    assert interval.var_models == pytest.approx(0.04)
+    assert interval.predicted_half_width(1.0) == pytest.approx(Z_975 * math.sqrt(0.05))
+    assert interval.predicted_half_width(4.0) == pytest.approx(Z_975 * math.sqrt(0.01 + 0.01))
+
+
+def test_holm_rejects_step_down_and_stops_at_the_first_failure():
+    assert holm([0.01, 0.04, 0.03, 0.5]).tolist() == [True, False, False, False]   # 0.03 > 0.05 / 3
+    assert holm([0.001, 0.01, 0.02]).tolist() == [True, True, True]                # 0.02 <= 0.05 / 1
+    assert holm([np.nan, 0.001]).tolist() == [False, True]
+
+
+def test_normal_p_value_reads_the_interval_as_normal():
+    assert normal_p_value(0.0, -1.96, 1.96, 0.0, "above") == pytest.approx(0.5)
+    assert normal_p_value(1.96, 0.0, 3.92, 0.0, "above") == pytest.approx(0.025, abs=1e-4)
+    assert normal_p_value(1.96, 0.0, 3.92, 0.0, "below") == pytest.approx(0.975, abs=1e-4)
+    assert math.isnan(normal_p_value(math.nan, 0, 1, 0, "above"))
+
+
+def test_pearson_with_model_noise_widens_the_fisher_interval():
+    x, y = np.arange(8.0), np.array([0.1, 0.3, 0.2, 0.5, 0.4, 0.8, 0.7, 0.9])
+    plain = pearson(x, y)
+    wider = pearson_with_model_noise(x, y, 0.05, models=80)
+    assert wider.estimate == plain.estimate and wider.lower < plain.lower and wider.upper > plain.upper
+    assert wider.scale == "atanh" and wider.var_points_only == pytest.approx(1 / 5)
+    assert pearson_with_model_noise(x, y, 0.0, models=80).lower == pytest.approx(plain.lower)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -353,14 +445,12 @@ BAD_CALLS = {
     "fpr_at_tpr: no positives": lambda: fpr_at_tpr([0.1, 0.2], [0, 0]),
     "fpr_at_tpr: target zero": lambda: fpr_at_tpr([0.1, 0.2], [1, 0], target_tpr=0.0),
     "fpr_at_tpr: target above one": lambda: fpr_at_tpr([0.1, 0.2], [1, 0], target_tpr=1.5),
-    "models_for_difference: d zero": lambda: models_for_difference(0.0),
-    "models_for_difference: d above one": lambda: models_for_difference(1.5),
-    "models_for_difference: p one": lambda: models_for_difference(0.1, p=1.0),
-    "models_for_difference: power one": lambda: models_for_difference(0.1, power=1.0),
-    "models_for_difference: bad alpha": lambda: models_for_difference(0.1, alpha=0.0),
-    "models_to_resolve: zero half width": lambda: models_to_resolve(0.0, 10, 0.1),
-    "models_to_resolve: negative n": lambda: models_to_resolve(0.2, -5, 0.1),
-    "models_to_resolve: zero target": lambda: models_to_resolve(0.2, 10, 0.0),
+    "crossed: nothing to resample": lambda: crossed_bootstrap(lambda r: {"x": 0.0}),
+    "crossed: a pool of one model": lambda: crossed_bootstrap(lambda r: {"x": 0.0}, {"m": np.zeros(1)}),
+    "points: empty": lambda: Points(np.array([], dtype=int)),
+    "points: strata of another length": lambda: Points(np.arange(3), strata=np.arange(2)),
+    "power: power one": lambda: power_statement(0.1, 0.0, 1e-4, 1e-2, {"m": 3}, power=1.0),
+    "pearson with model noise: negative variance": lambda: pearson_with_model_noise([1, 2, 3, 4], [1, 3, 2, 4], -1.0, 4),
 }
 
 
