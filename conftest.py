@@ -5,7 +5,7 @@ How a claim test ends (see README, "Verdicts"):
 - refuted      -> fails with the figures, unless ``--baseline`` holds the same refuted
                   verdict for the case (a known result): then it is an xfail, so a regression
                   run fails only on change;
-- inconclusive -> xfail with the number of models that would decide it
+- inconclusive -> xfail with what would decide it (models per arm, or more points)
                   (``--inconclusive=fail`` makes it fail);
 - any drift from ``--baseline`` beyond the statistics' own intervals -> fails with the diff.
 """
@@ -38,6 +38,9 @@ def pytest_addoption(parser):
                     help="rewrite --baseline from this run's results at the end of the session")
     group.addoption("--inconclusive", default="xfail", choices=["xfail", "fail"],
                     help="how an inconclusive verdict ends (never a silent pass)")
+    group.addoption("--seed", default=0, type=int,
+                    help="seed of every mask draw, training seed and random selection (not of the data): "
+                         "rerun with another to see whether a verdict survives other models (default 0)")
 
 
 def _is_worker(config) -> bool:
@@ -132,6 +135,12 @@ def profile(pytestconfig):
 
 
 @pytest.fixture(scope="session")
+def seed(pytestconfig) -> int:
+    """``--seed``: the models' seed (masks, initialisations, batch orders, random sets), not the data's."""
+    return pytestconfig.getoption("--seed")
+
+
+@pytest.fixture(scope="session")
 def device(pytestconfig):
     import torch
 
@@ -166,7 +175,7 @@ def baseline(pytestconfig):
 
 
 @pytest.fixture
-def conclude(request, reports_dir, baseline, pytestconfig):
+def conclude(request, reports_dir, baseline, pytestconfig, seed):
     """Write a case's report, then end the test as its verdict says (module docstring)."""
     from harness import report
     from harness.verdict import INCONCLUSIVE, REFUTED
@@ -174,6 +183,7 @@ def conclude(request, reports_dir, baseline, pytestconfig):
     started = time.perf_counter()
 
     def finish(result, figures=None, tables=None):
+        result.seed = seed
         if not result.seconds:
             result.seconds = time.perf_counter() - started
         path = report.write_case_report(result, reports_dir, figures, tables)

@@ -11,8 +11,10 @@ each at the 95 % level, so no multiplicity correction is needed):
     mean error(small) - mean error(large) > 0.
 
 The decisive statistic is the contrast with the smallest lower bound (or one whose whole
-interval is at or below zero, which refutes the claim). Intervals: percentile bootstrap
-over points. The paper's own figures (share within 5 % error, false positives at 0.25 and
+interval is at or below zero, which refutes the claim; a contrast whose bin has too few
+points leaves the claim undecided). Intervals: crossed bootstrap, resampling the models of
+both estimates and the scored points by sub-population within their size bins
+(``harness.experiments.ApproximationStudy.bootstrap``). The paper's own figures (share within 5 % error, false positives at 0.25 and
 0.45, largest error, SPP of the highest- and lowest-error points) are reported beside it.
 
 On MNIST and Fashion-MNIST (a stratified subset; sub-populations inferred by clustering
@@ -22,11 +24,13 @@ training images with the highest exact-LOO memorization in each class.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from harness import image_plots, plots, stats
 from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
-from harness.verdict import ClaimResult, Statistic, Threshold, models_to_decide
+from harness.profiles import SIZE_BINS
+from harness.verdict import ClaimResult, Statistic, Threshold, intersection_union, undecidable
 
 CLAIM = "approx-overestimates"
 THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: small sub-populations are overestimated, and more "
@@ -45,26 +49,27 @@ def cases(profile):
                    for family in ("ridge", "mlp")] + [Case(data, "ridge", 0.7) for data in ("mnist", "fashion-mnist")]
 
 
-def contrasts(table, seed=0) -> list[Statistic]:
-    error = {b: table.loc[table["bin"] == b, "error"].to_numpy() for b in ("singleton", "small", "large")}
-    if len(error["small"]) < MIN_POINTS_PER_BIN:
-        raise ValueError(f"only {len(error['small'])} scored points in small sub-populations")
-    out = [Statistic("overestimation of small sub-populations",
-                     *_interval(stats.bootstrap_mean(error["small"], seed=seed)), unit="points")]
-    for other in ("singleton", "large"):
-        if len(error[other]) >= MIN_POINTS_PER_BIN:
-            diff = stats.bootstrap_difference(error["small"], error[other], seed=seed)
-            out.append(Statistic(f"overestimation small minus {other}", *_interval(diff), unit="points"))
+def contrasts(study, seed: int = 0) -> list[Statistic]:
+    """The three contrasts of the module docstring, from one crossed bootstrap."""
+    bins = study.table["bin"].to_numpy()
+
+    def means(replicate):
+        points = replicate.points["scored"]
+        error, bin_of = study.errors(replicate)[points], bins[points]
+        mean = {b: np.nanmean(error[bin_of == b]) if (bin_of == b).any() else np.nan for b in SIZE_BINS}
+        return {"small": mean["small"], "singleton": mean["small"] - mean["singleton"],
+                "large": mean["small"] - mean["large"]}
+
+    intervals = study.bootstrap(means, seed=seed)
+    names = {"small": "overestimation of small sub-populations",
+             "singleton": "overestimation small minus singleton", "large": "overestimation small minus large"}
+    out = []
+    for part, name in names.items():
+        short = [b for b in {"small", part} if (bins == b).sum() < MIN_POINTS_PER_BIN]
+        out.append(undecidable(name, f"only {', '.join(f'{(bins == b).sum()} {b}' for b in short)} scored "
+                                     f"point(s); the contrast needs {MIN_POINTS_PER_BIN} in each bin")
+                   if short else Statistic.from_interval(name, intervals[part], models_per_arm=study.models_per_arm))
     return out
-
-
-def _interval(interval) -> tuple:
-    return interval.estimate, interval.lower, interval.upper, interval.n
-
-
-def decisive_of(candidates: list[Statistic]) -> Statistic:
-    wrong_side = [s for s in candidates if s.upper <= THRESHOLD.value]
-    return wrong_side[0] if wrong_side else min(candidates, key=lambda s: s.lower)
 
 
 def largest_overestimation(table) -> Statistic:
@@ -88,39 +93,39 @@ def paper_statistics(table) -> list[Statistic]:
         if (table["subsampled"] >= theta).any():
             rate = stats.rates_at_threshold(table["subsampled"].to_numpy(),
                                             table["loo"].to_numpy() >= theta, theta)["false_discovery_rate"]
-            out.append(Statistic(f"false positives at threshold {theta}", *_interval(rate), unit="points",
+            out.append(Statistic.from_interval(f"false positives at threshold {theta}", rate,
                                  note=f"share flagged by the subsampled score but not by LOO; IMN25 4.2: {paper}"))
     k = min(100, len(table) // 4)
     if k >= 2:
-        ranked = table.sort_values("error")
+        ranked = table.sample(frac=1.0, random_state=0).sort_values("error", kind="stable")  # ties at random
         for label, rows, paper in (("highest", ranked.tail(k), "0.77 +- 0.26"),
                                    ("lowest", ranked.head(k), "0.32 +- 0.26")):
-            out.append(Statistic(f"SPP of the {k} {label}-error points",
-                                 *_interval(stats.bootstrap_mean(rows["spp"].to_numpy())), unit="points",
-                                 note=f"IMN25 4.2: {paper} for 100 points"))
+            out.append(Statistic.from_interval(f"SPP of the {k} {label}-error points",
+                                               stats.bootstrap_mean(rows["spp"].to_numpy()),
+                                               note=f"IMN25 4.2: {paper} for 100 points"))
     return out
 
 
 @pytest.mark.claim(CLAIM)
-def test_subsampled_estimator_overestimates_small_subpopulations(case, profile, store, device, conclude):
-    result, figures, tables = overestimation_study(case, profile, store, device)
+def test_subsampled_estimator_overestimates_small_subpopulations(case, profile, store, device, seed, conclude):
+    result, figures, tables = overestimation_study(case, profile, store, device, seed)
     conclude(result, figures=figures, tables=tables)
 
 
-def overestimation_study(case, profile, store, device) -> tuple[ClaimResult, dict, dict]:
+def overestimation_study(case, profile, store, device, seed=0) -> tuple[ClaimResult, dict, dict]:
     """A case's result, figures and tables; claims/test_paper_scale.py runs it at the papers' scale."""
     data = load_or_skip(case.data, profile.name)
-    study = approximation_error(data, case.spec(profile), case.rate, profile, store, device)
+    study = approximation_error(data, case.spec(profile), case.rate, profile, store, device, seed)
     table = study.table
-    decisive = decisive_of(contrasts(table))
+    parts = contrasts(study, seed)
+    decisive = intersection_union(parts, THRESHOLD)
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=contrasts(table) + paper_statistics(table),
+        statistics=parts + paper_statistics(table),
         paper={"figure": "only 8.5 % of points within 5 % error; errors up to 57.5 %; false positives "
                          "16 % at 0.25 and 70 % at 0.45; small sub-populations most affected",
                "source": "IMN25 4.2 (CIFAR-10, VGG-6, 200 points x 100 LOO models, 4,000 subsampled)"},
         models_trained=study.models,
-        models_to_decide=models_to_decide(decisive, THRESHOLD, study.models),
         notes=[f"{len(table)} points scored by exact LOO ({study.loo.method}); sub-population sizes "
                f"{'known' if case.data.startswith('synthetic') else 'inferred by clustering within each class'}: "
                f"{subpopulation_summary(data)}",

@@ -12,7 +12,10 @@ above zero (intersection-union test, Newcombe intervals for differences of share
     share of small-sub-population members (size 2-10): top-k minus bottom-k,
     share of singletons: bottom-k minus top-k.
 
-The paper's SPP comparison is reported beside it, SPP taken from models that did not
+Intervals: crossed bootstrap (``ApproximationStudy.bootstrap``): each replicate resamples the
+models of both estimates and the scored points by sub-population, then re-selects the
+influential points, re-ranks them and re-takes both ends, so the noise of the selection is in
+the interval. The paper's SPP comparison is reported beside it, SPP taken from models that did not
 train on the point (an outlier is one the model is unsure of when it has not seen it).
 
 On MNIST and Fashion-MNIST (stratified subsets, sub-populations inferred by clustering learned
@@ -30,7 +33,7 @@ import pytest
 from harness import image_plots, plots, stats
 from harness.duplicates import find_near_duplicates
 from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
-from harness.verdict import ClaimResult, Statistic, Threshold, models_to_decide
+from harness.verdict import ClaimResult, Statistic, Threshold, intersection_union
 from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "error-is-subpopulation"
@@ -47,18 +50,34 @@ def cases(profile):
             for family in ("ridge", "mlp")] + [Case(data, "ridge", 0.7) for data in ("mnist", "fashion-mnist")]
 
 
-def share_contrast(name: str, top: np.ndarray, bottom: np.ndarray) -> Statistic:
-    estimate, lower, upper = stats.newcombe_difference(int(top.sum()), len(top), int(bottom.sum()), len(bottom))
-    return Statistic(name, float(estimate), float(lower), float(upper), len(top) + len(bottom), unit="points")
+def end_contrasts(study, seed: int = 0) -> dict:
+    """Both contrasts (module docstring) with crossed-bootstrap intervals, keyed 'small', 'singleton'."""
+    bins = study.table["bin"].to_numpy()
+    tie_breaks = np.random.default_rng(seed).permutation(len(bins))
+
+    def shares(replicate):
+        points = replicate.points["scored"]
+        subsampled = study.subsampled.rescored(replicate.models["subsampled"])[points]
+        error = np.abs(study.errors(replicate)[points])
+        influential = np.flatnonzero((subsampled >= INFLUENCE_CUT) & np.isfinite(error))
+        k = min(100, len(influential) // 4)
+        if k < 2:
+            return {"small": np.nan, "singleton": np.nan}
+        ranked = influential[np.lexsort((tie_breaks[points[influential]], error[influential]))]
+        top, bottom = bins[points[ranked[-k:]]], bins[points[ranked[:k]]]
+        return {"small": np.mean(top == "small") - np.mean(bottom == "small"),
+                "singleton": np.mean(bottom == "singleton") - np.mean(top == "singleton")}
+
+    return study.bootstrap(shares, seed=seed)
 
 
 @pytest.mark.claim(CLAIM)
-def test_largest_errors_fall_on_small_subpopulations(case, profile, store, device, conclude):
+def test_largest_errors_fall_on_small_subpopulations(case, profile, store, device, seed, conclude):
     data = load_or_skip(case.data, profile.name)
-    study = approximation_error(data, case.spec(profile), case.rate, profile, store, device)
+    study = approximation_error(data, case.spec(profile), case.rate, profile, store, device, seed)
     influential = study.table[study.table["subsampled"] >= INFLUENCE_CUT].copy()
     influential["abs_error"] = influential["error"].abs()
-    ranked = influential.sort_values("abs_error", kind="stable")
+    ranked = influential.sample(frac=1.0, random_state=seed).sort_values("abs_error", kind="stable")
     k = min(100, len(ranked) // 4)
     if k < 2:
         undecided = Statistic("share of small-sub-population members, highest minus lowest error",
@@ -71,14 +90,14 @@ def test_largest_errors_fall_on_small_subpopulations(case, profile, store, devic
                    f"{len(study.table)} scored: too few to rank (needs 8); more LOO targets would decide it"]))
         return
     top, bottom = ranked.tail(k), ranked.head(k)
+    intervals = end_contrasts(study, seed)
     contrasts = [
-        share_contrast(f"share of small-sub-population members, {k} highest minus {k} lowest error",
-                       (top["bin"] == "small").to_numpy(), (bottom["bin"] == "small").to_numpy()),
-        share_contrast(f"share of singletons, {k} lowest minus {k} highest error",
-                       (bottom["bin"] == "singleton").to_numpy(), (top["bin"] == "singleton").to_numpy()),
+        Statistic.from_interval(f"share of small-sub-population members, {k} highest minus {k} lowest error",
+                                intervals["small"], models_per_arm=study.models_per_arm),
+        Statistic.from_interval(f"share of singletons, {k} lowest minus {k} highest error",
+                                intervals["singleton"], models_per_arm=study.models_per_arm),
     ]
-    wrong_side = [s for s in contrasts if s.upper <= THRESHOLD.value]
-    decisive = wrong_side[0] if wrong_side else min(contrasts, key=lambda s: s.lower)
+    decisive = intersection_union(contrasts, THRESHOLD)
     spp = []
     for label, rows, paper in (("highest", top, "0.77 +- 0.26"), ("lowest", bottom, "0.32 +- 0.26")):
         interval = stats.bootstrap_mean(rows["spp_out"].to_numpy())
@@ -94,7 +113,6 @@ def test_largest_errors_fall_on_small_subpopulations(case, profile, store, devic
         paper={"figure": "SPP 0.77 +- 0.26 for the 100 highest-error points vs 0.32 +- 0.26 for the "
                          "100 lowest-error points", "source": "IMN25 4.2"},
         models_trained=study.models,
-        models_to_decide=models_to_decide(decisive, THRESHOLD, study.models),
         notes=[f"{len(influential)} of {len(study.table)} scored points have subsampled score >= "
                f"{INFLUENCE_CUT}; k = {k} at each end of the |error| ranking",
                f"sub-populations: {subpopulation_summary(data)}"],

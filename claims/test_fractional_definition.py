@@ -13,8 +13,10 @@ point IMN26 reports), with Wilson intervals; the claim holds when
 
     FPR(original) - FPR(fractional) > 0
 
-(Newcombe's interval, which treats the two rates as independent although they are measured
-on the same negatives: positively correlated, so the interval is conservative).
+with a crossed bootstrap that keeps the pairing: each replicate resamples the ensemble's
+models and the real points by sub-population (positives and negatives each within
+themselves), recomputes both scores, re-chooses each score's 95 % TPR threshold and takes the
+difference of the two FPRs on the same resampled negatives.
 
 The null (:mod:`harness.null`): NULL_SHARE of the training set's size in fresh points (test
 inputs of the same sub-populations) with a random wrong label, trained alongside the real
@@ -32,7 +34,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from harness import estimators, plots, stats
-from harness.experiments import Case, load_dataset, subsampled_scores
+from harness.experiments import Case, load_dataset, subsampled_scores, training_points
 from harness.null import with_relabelled_null
 from harness.verdict import INCONCLUSIVE, ClaimResult, Statistic, Threshold
 
@@ -77,20 +79,31 @@ def ranking_note(scores, points) -> str:
 
 
 @pytest.mark.claim(CLAIM)
-def test_fractional_score_with_a_null_threshold_has_fewer_false_positives(case, profile, store, device, conclude):
+def test_fractional_score_with_a_null_threshold_has_fewer_false_positives(case, profile, store, device, seed,
+                                                                         conclude):
     base = load_dataset(case.data, profile.name)
     null = with_relabelled_null(base, max(MIN_NULL_POINTS, round(NULL_SHARE * base.n_train)))
     all_scores, ensemble = subsampled_scores(null.dataset, case.spec(profile), RATE, profile.subsampled_models,
-                                             store, device)
+                                             store, device, seed)
     scores = {"original": all_scores, "fractional": estimators.fractional(all_scores)}
     real = null.original_points
     truth = memorized_truth(base)
     at_tpr = {name: stats.fpr_at_tpr(s.score[real], truth, TARGET_TPR) for name, s in scores.items()}
     negatives = int((~truth).sum())
-    estimate, lower, upper = stats.newcombe_difference(false_positives(at_tpr["original"].fpr), negatives,
-                                                       false_positives(at_tpr["fractional"].fpr), negatives)
-    decisive = Statistic(f"FPR at {TARGET_TPR:.0%} TPR, original minus fractional", estimate, lower, upper,
-                         negatives, unit="non-memorized points")
+
+    def fpr_difference(replicate):
+        rescored = {name: s.rescored(replicate.models["subsampled"])[real] for name, s in scores.items()}
+        points = replicate.points["real"]
+        points = points[np.isfinite(rescored["original"][points])]
+        fpr = {name: stats.fpr_at_tpr(values[points], truth[points], TARGET_TPR).fpr.estimate
+               for name, values in rescored.items()}
+        return {"difference": fpr["original"] - fpr["fractional"]}
+
+    interval = stats.crossed_bootstrap(fpr_difference, {"subsampled": all_scores.model_groups},
+                                       {"real": training_points(base, np.arange(base.n_train), truth)},
+                                       seed=seed)["difference"]
+    decisive = Statistic.from_interval(f"FPR at {TARGET_TPR:.0%} TPR, original minus fractional", interval,
+                                       unit="points", models_per_arm={"subsampled models": ensemble.n_models})
 
     further, rows = [], []
     for name, point in at_tpr.items():

@@ -8,10 +8,11 @@ at least 0.25, FZ20's threshold for memorized points. The statistic is the enric
 
     enrichment = share of atypical points among high points - share of atypical points overall,
 
-with Newcombe's interval for a difference of two proportions. The high points are part of
-"overall", so the two shares are positively correlated and treating them as independent
-makes the interval wider than it needs to be (conservative). The claim holds when the
-enrichment is above 0 (the sign of the claim). Beside it: the odds ratio of being atypical,
+with a crossed bootstrap: each replicate resamples the ensemble's models and the training
+points by sub-population, recomputes every score and re-selects the high points, so both the
+models' noise and the points' are in the interval. The claim holds when the enrichment is
+above 0 (the sign of the claim); the further enrichments carry Newcombe intervals given the
+scores (conditional on the models). Beside it: the odds ratio of being atypical,
 high vs not high, with Woolf's interval and Haldane's +0.5 correction of every cell,
 
     log OR = log((a + .5)(d + .5) / ((b + .5)(c + .5))),  se = sqrt(sum over cells of 1 / (cell + .5)),
@@ -30,9 +31,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from harness import plots, stats
-from harness.experiments import Case, load_dataset, subsampled_scores
+from harness.experiments import Case, load_dataset, subsampled_scores, training_points
 from harness.profiles import SIZE_BINS
-from harness.verdict import INCONCLUSIVE, ClaimResult, Statistic, Threshold
+from harness.verdict import ClaimResult, Statistic, Threshold
 
 CLAIM = "fz-long-tail"
 THRESHOLD = Threshold(0.0, "above", "FZ20: high-memorization points are atypical, so atypical points make up "
@@ -40,7 +41,6 @@ THRESHOLD = Threshold(0.0, "above", "FZ20: high-memorization points are atypical
 HIGH_SCORE = 0.25   # FZ20's threshold for memorized points
 RATE = 0.7          # FZ20's sampling rate
 TOP_SHARE = 0.10    # the top decile of scores, a threshold-free view of "high"
-MAX_HIGH_POINTS_FACTOR = 4  # how far high_points_to_decide searches, in training-set sizes
 
 
 def cases(profile):
@@ -77,26 +77,33 @@ def odds_ratio(kind: np.ndarray, high: np.ndarray, name: str) -> Statistic:
                      kind.size, unit="points", note="Woolf interval, +0.5 in every cell; 1 = no association")
 
 
-def high_points_to_decide(high_share: float, atypical: int, n: int) -> int | None:
-    """Fewest high points whose enrichment interval, at the observed atypical share among high
-    points, lies above 0 (the Newcombe interval is asymmetric near a share of 1, so it is searched)."""
-    for count in range(1, MAX_HIGH_POINTS_FACTOR * n + 1):
-        if stats.newcombe_difference(round(high_share * count), count, atypical, n)[1] > 0:
-            return count
-    return None
+def enrichment_interval(scores, atypical: np.ndarray, data, seed: int = 0):
+    """The decisive enrichment's crossed-bootstrap interval (module docstring)."""
+    def enrichment_of(replicate):
+        points = replicate.points["training"]
+        high = scores.rescored(replicate.models["subsampled"])[points] >= HIGH_SCORE
+        return {"enrichment": atypical[points][high].mean() - atypical[points].mean() if high.any() else np.nan}
+
+    return stats.crossed_bootstrap(enrichment_of, {"subsampled": scores.model_groups},
+                                   {"training": training_points(data, np.arange(data.n_train))}, seed=seed)["enrichment"]
 
 
 @pytest.mark.claim(CLAIM)
-def test_high_memorization_points_are_mostly_atypical(case, profile, store, device, conclude):
+def test_high_memorization_points_are_mostly_atypical(case, profile, store, device, seed, conclude):
     data = load_dataset(case.data, profile.name)
-    scores, ensemble = subsampled_scores(data, case.spec(profile), RATE, profile.subsampled_models, store, device)
+    scores, ensemble = subsampled_scores(data, case.spec(profile), RATE, profile.subsampled_models, store, device,
+                                         seed)
     kinds = kinds_of_point(data)
     atypical = kinds["atypical"]
     high = scores.score >= HIGH_SCORE
     top = np.zeros(data.n_train, dtype=bool)
     top[np.argsort(-scores.score, kind="stable")[:max(1, round(TOP_SHARE * data.n_train))]] = True
 
-    decisive = enrichment(atypical, high, f"atypical share among points with score >= {HIGH_SCORE} minus overall")
+    decisive = Statistic.from_interval(f"atypical share among points with score >= {HIGH_SCORE} minus overall",
+                                       enrichment_interval(scores, atypical, data, seed),
+                                       note=f"{int((atypical & high).sum())} of {int(high.sum())} high points vs "
+                                            f"{int(atypical.sum())} of {atypical.size} overall",
+                                       models_per_arm={"subsampled models": ensemble.n_models})
     further = [odds_ratio(atypical, high, f"odds ratio of atypical, score >= {HIGH_SCORE} vs below"),
                enrichment(atypical, top, "atypical share among the top decile minus overall"),
                odds_ratio(atypical, top, "odds ratio of atypical, top decile vs the rest")]
@@ -115,11 +122,6 @@ def test_high_memorization_points_are_mostly_atypical(case, profile, store, devi
                f"{atypical.mean():.1%} of the training set, so the enrichment can be at most "
                f"{1 - atypical.mean():.1%}"],
     )
-    if result.verdict == INCONCLUSIVE and decisive.estimate > 0:
-        needed = high_points_to_decide(atypical[high].mean(), int(atypical.sum()), atypical.size)
-        result.notes.append("the interval rests on the high points, not on the models: " + (
-            f"about {needed} high points at the same atypical share would decide it" if needed else
-            f"no number of high points up to {MAX_HIGH_POINTS_FACTOR} times the training set would decide it"))
     table = pd.DataFrame({kind: [mask.mean(), mask[high].mean() if high.any() else np.nan, mask[top].mean()]
                           for kind, mask in kinds.items()},
                          index=["share overall", f"share with score >= {HIGH_SCORE}", "share in the top decile"])

@@ -20,7 +20,8 @@ In both cases, with drop(R; D) weighted as above for planted copies,
 
     inflation = utility(leaked) - utility(clean) = s * (drop(R; D) - drop(R; C)) > 0,
 
-with a paired bootstrap over model indices (the same models are scored on both test sets); the
+with a crossed bootstrap over model indices (the same models are scored on both test sets) and
+the test points by sub-population, leaked and clean points each within themselves; the
 sign is the claim. Matching the clean mix is the neutral leak model: the claim is about leakage,
 not about which sub-populations it falls in (this generator's test split over-represents the tail,
 so copies of uniformly drawn training points would lean on large sub-populations and shrink the
@@ -36,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import plots, stats
+from harness import plots
 from harness.experiments import Case, load_dataset
 from harness.leakage import copy_weights_matching_clean_mix, detect_near_duplicates, plant_near_duplicates
 from harness.removal import (
@@ -44,10 +45,8 @@ from harness.removal import (
     marginal_utility,
     select_above,
     selection_scores,
-    statistic,
-    undecidable,
 )
-from harness.verdict import ClaimResult, Threshold, models_to_decide
+from harness.verdict import ClaimResult, Threshold, undecidable
 from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "leakage"
@@ -81,11 +80,11 @@ def leaked_split(data):
 
 
 @pytest.mark.claim(CLAIM)
-def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, conclude):
+def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, seed, conclude):
     data = load_dataset(case.data, profile.name)
     spec = case.spec(profile)
     # Scores depend on the training split only, which planting leaves unchanged.
-    scores, score_models = selection_scores(data, spec, profile, store, device, rate=case.rate)
+    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
     removed = select_above(scores, MEMORIZATION_THRESHOLD)
     split, duplicate_weights, share, how = leaked_split(data)
     models = profile.removal_models
@@ -99,28 +98,36 @@ def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, 
     elif not split.leaked.any():
         decisive, further = undecidable(name, "no near-duplicate in the test split"), []
     else:
-        utility = marginal_utility(split.dataset, spec, {"memorized": removed}, models, store, device)
+        utility = marginal_utility(split.dataset, spec, {"memorized": removed}, models, store, device, seed)
         leaked, clean = split.leaked, ~split.leaked
-        drop_leaked = utility.per_model_drop("memorized", duplicate_weights)
-        drop_clean = utility.per_model_drop("memorized", clean)
-        decisive = statistic(name, stats.bootstrap_mean(share * (drop_leaked - drop_clean)),
-                             f"s * (drop on near-duplicates - drop on clean), s = {share:.3f}")
-        further = [statistic("marginal utility on the clean test points", stats.bootstrap_mean(drop_clean)),
-                   statistic("marginal utility with leaked test points",
-                             stats.bootstrap_mean((1 - share) * drop_clean + share * drop_leaked)),
-                   statistic("accuracy drop on near-duplicates", stats.bootstrap_mean(drop_leaked),
-                             "weighted to the clean sub-population mix" if duplicate_weights.dtype != bool else "")]
         source_removed = np.zeros(split.dataset.n_test, dtype=bool)
         source_removed[leaked] = removed[split.source[leaked]]
+
+        def figures(replicate):
+            drop_leaked = utility.resampled_drop(replicate, "memorized", duplicate_weights)
+            drop_clean = utility.resampled_drop(replicate, "memorized", clean)
+            out = {"inflation": share * (drop_leaked - drop_clean), "clean": drop_clean,
+                   "leaked": (1 - share) * drop_clean + share * drop_leaked, "duplicates": drop_leaked}
+            if (leaked & source_removed).any():
+                out["concentrated"] = share * (utility.resampled_drop(replicate, "memorized", leaked & source_removed)
+                                               - drop_clean)
+            return out
+
+        intervals = utility.bootstrap(figures, strata=leaked)
+        decisive = utility.statistic(name, intervals["inflation"],
+                                     f"s * (drop on near-duplicates - drop on clean), s = {share:.3f}")
+        further = [utility.statistic("marginal utility on the clean test points", intervals["clean"]),
+                   utility.statistic("marginal utility with leaked test points", intervals["leaked"]),
+                   utility.statistic("accuracy drop on near-duplicates", intervals["duplicates"],
+                                     "weighted to the clean sub-population mix" if duplicate_weights.dtype != bool
+                                     else "")]
         for label, points in (("removed", leaked & source_removed), ("kept", leaked & ~source_removed)):
             if points.any():
-                further.append(statistic(f"accuracy drop on near-duplicates of {label} training points",
-                                         utility.drop("memorized", points), f"{int(points.sum())} test points"))
-        if (leaked & source_removed).any():
-            further.append(statistic(
-                "inflation if every near-duplicate were of a removed point",
-                stats.bootstrap_mean(share * (utility.per_model_drop("memorized", leaked & source_removed)
-                                              - drop_clean)),
+                further.append(utility.statistic(f"accuracy drop on near-duplicates of {label} training points",
+                                                 utility.drop("memorized", points), f"{int(points.sum())} test points"))
+        if "concentrated" in intervals:
+            further.append(utility.statistic(
+                "inflation if every near-duplicate were of a removed point", intervals["concentrated"],
                 "s * (drop on duplicates of removed points - drop on clean): leakage concentrated on "
                 "memorized points, as in FZ20's high-influence pairs; an upper-end scenario, not the decisive one"))
     result = ClaimResult(
@@ -128,8 +135,7 @@ def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, 
         statistics=further,
         paper={"figure": "qualitative: leakage-free test sets (CIFAR without duplicates, ImageNet-V2) shrink "
                          "the marginal utility", "source": "IMN26 (reviews)"},
-        models_trained=score_models + (utility.models if utility is not None else 0),
-        models_to_decide=models_to_decide(decisive, THRESHOLD, models), notes=notes,
+        models_trained=score_models + (utility.models if utility is not None else 0), notes=notes,
     )
     figures = {}
     if utility is not None:

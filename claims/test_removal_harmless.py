@@ -6,7 +6,8 @@ leave-one-out score is >= 0.25 (FZ20's high-influence cut) and it is a singleton
 sub-population has one training point) or mislabeled (``synthetic-noisy``: 5 % label noise).
 Exact LOO avoids the subsampled estimator's bias (IMN26's fix): the ridge family scores every
 point in closed form; the MLP scores the singletons and mislabeled points with a LOO plan. M models are trained on S and on S minus the truly memorized points
-(``harness.removal``); decisive statistic, a paired bootstrap over model indices:
+(``harness.removal``); decisive statistic, with a crossed bootstrap over model indices and test
+points by sub-population:
 
     drop = mean_k acc(h_k^S) - mean_k acc(h_k^{S \\ truly memorized}).
 
@@ -27,17 +28,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import plots, stats
+from harness import plots
 from harness.experiments import Case, load_dataset
 from harness.removal import (
     describe_scores,
     marginal_utility,
     select_above,
     selection_scores,
-    statistic,
-    undecidable,
 )
-from harness.verdict import ClaimResult, Threshold, models_to_decide
+from harness.verdict import ClaimResult, Threshold, undecidable
 from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "removal-harmless"
@@ -57,14 +56,14 @@ def cases(profile):
 
 
 @pytest.mark.claim(CLAIM)
-def test_removing_truly_memorized_points_does_not_lower_accuracy(case, profile, store, device, conclude):
+def test_removing_truly_memorized_points_does_not_lower_accuracy(case, profile, store, device, seed, conclude):
     data = load_dataset(case.data, profile.name)
     spec = case.spec(profile)
     singleton = data.group_size_train == 1
     mislabeled = (data.mislabeled_train if data.mislabeled_train is not None
                   else np.zeros(data.n_train, dtype=bool))
     candidates = np.flatnonzero(singleton | mislabeled)
-    scores, score_models = selection_scores(data, spec, profile, store, device, rate=case.rate,
+    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate,
                                             targets=candidates)
     memorized = select_above(scores, MEMORIZATION_THRESHOLD)
     parts = {"truly memorized": memorized & (singleton | mislabeled),
@@ -72,22 +71,22 @@ def test_removing_truly_memorized_points_does_not_lower_accuracy(case, profile, 
              "memorized singletons": memorized & singleton & ~mislabeled}
     removals = {name: chosen for name, chosen in parts.items() if chosen.any()}
     models = profile.removal_models
-    utility = marginal_utility(data, spec, removals, models, store, device) if removals else None
+    utility = marginal_utility(data, spec, removals, models, store, device, seed) if removals else None
     name = "accuracy drop, truly memorized points removed"
     if utility is None:
         decisive, further = undecidable(name, f"no singleton or mislabeled point has an exact LOO score >= "
                                               f"{MEMORIZATION_THRESHOLD}"), []
     else:
-        decisive = statistic(name, utility.drop("truly memorized"), "IMN26: no drop")
-        further = [statistic("accuracy change after removal (after minus before)",
-                             stats.bootstrap_difference(utility.per_model_accuracy("truly memorized"),
-                                                        utility.per_model_accuracy(), paired=True),
+        decisive = utility.statistic(name, utility.drop("truly memorized"), "IMN26: no drop")
+        further = [utility.statistic("accuracy change after removal (after minus before)",
+                             utility.bootstrap(lambda r: {"change": -utility.resampled_drop(r, "truly memorized")})
+                             ["change"],
                              "IMN26: often rises (> 0)")]
-        further += [statistic(f"accuracy drop, {part} removed", utility.drop(part))
+        further += [utility.statistic(f"accuracy drop, {part} removed", utility.drop(part))
                     for part in ("memorized mislabeled", "memorized singletons") if part in removals]
         purged = utility.purged_test_points("truly memorized")
         if purged.any():
-            further.append(statistic("accuracy drop on test points of purged sub-populations",
+            further.append(utility.statistic("accuracy drop on test points of purged sub-populations",
                                      utility.drop("truly memorized", purged),
                                      "sub-populations whose every training point was removed"))
     counts = {part: int(chosen.sum()) for part, chosen in parts.items()}
@@ -97,7 +96,6 @@ def test_removing_truly_memorized_points_does_not_lower_accuracy(case, profile, 
         paper={"figure": "removing truly memorized points does not cause a drop in accuracy, and in most "
                          "cases improves test performance", "source": "IMN26 abstract"},
         models_trained=score_models + (utility.models if utility is not None else 0),
-        models_to_decide=models_to_decide(decisive, THRESHOLD, models),
         notes=[f"{describe_scores(case.rate, score_models)}; {int(singleton.sum())} singletons and "
                f"{int(mislabeled.sum())} mislabeled points; removed (score >= {MEMORIZATION_THRESHOLD}): {counts}; "
                f"{models} models per arm; accuracies as fractions (0.01 = 1 point)"],

@@ -6,7 +6,8 @@ points of large sub-populations also lowers accuracy.
 Per case, FZ20's subsampled scores (r = 0.7); R = {i : mem(i) >= 0.25} (FZ20's high-influence
 cut). M models are trained on S and on S \\ R (``harness.removal``). A sub-population is purged
 when R holds all of its training points; P is the set of test points of purged
-sub-populations and K the rest. Decisive statistic (paired bootstrap over model indices):
+sub-populations and K the rest. Decisive statistic (crossed bootstrap over model indices and
+the test points by sub-population, P and K each resampled within itself):
 
     drop(R; P) - drop(R; K) > 0,      drop(R; T) = mean acc_T(h^S) - mean acc_T(h^{S \\ R}),
 
@@ -29,10 +30,8 @@ from harness.removal import (
     describe_scores,
     removal_experiment,
     selection_scores,
-    statistic,
-    undecidable,
 )
-from harness.verdict import ClaimResult, Statistic, Threshold, models_to_decide
+from harness.verdict import ClaimResult, Statistic, Threshold, undecidable
 from harness.profiles import FZ20_HIGH_INFLUENCE
 
 CLAIM = "removal-shifts-distribution"
@@ -61,13 +60,13 @@ def subpopulation_summary(utility):
 
 
 @pytest.mark.claim(CLAIM)
-def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, device, conclude):
+def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, device, seed, conclude):
     data = load_dataset(case.data, profile.name)
     spec = case.spec(profile)
-    scores, score_models = selection_scores(data, spec, profile, store, device, rate=case.rate)
+    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
     models = profile.removal_models
-    utility = removal_experiment(data, spec, scores, MEMORIZATION_THRESHOLD, models, store, device)
-    removed = utility.arm("memorized").removed
+    utility = removal_experiment(data, spec, scores, MEMORIZATION_THRESHOLD, models, store, device, seed)
+    removed = utility.arm("memorized").fixed_set
     purged = utility.purged_test_points("memorized")
     groups = np.unique(data.group_train[data.group_train >= 0])
     n_purged = len(utility.purged_groups("memorized"))
@@ -81,18 +80,18 @@ def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, de
         decisive = undecidable("drop on purged minus kept sub-populations' test points",
                                f"{int(purged.sum())} of {data.n_test} test points belong to purged sub-populations")
     else:
-        decisive = statistic("drop on purged minus kept sub-populations' test points",
+        decisive = utility.statistic("drop on purged minus kept sub-populations' test points",
                              utility.drop_contrast("memorized", purged, ~purged))
-        further += [statistic("accuracy drop on purged sub-populations' test points",
+        further += [utility.statistic("accuracy drop on purged sub-populations' test points",
                               utility.drop("memorized", purged)),
-                    statistic("accuracy drop on kept sub-populations' test points",
+                    utility.statistic("accuracy drop on kept sub-populations' test points",
                               utility.drop("memorized", ~purged))]
     if removed.any():
-        further += [statistic("accuracy drop, memorized points removed", utility.drop("memorized"),
+        further += [utility.statistic("accuracy drop, memorized points removed", utility.drop("memorized"),
                               "FZ20's marginal utility"),
-                    statistic("accuracy drop, low-score points of large sub-populations removed",
+                    utility.statistic("accuracy drop, low-score points of large sub-populations removed",
                               utility.drop("low-score large"), "IMN25 4.3: this also lowers accuracy (> 0)"),
-                    statistic("accuracy drop, random points removed", utility.drop("random"))]
+                    utility.statistic("accuracy drop, random points removed", utility.drop("random"))]
     notes = [f"{describe_scores(case.rate, score_models)}; "
              f"{int(removed.sum())} points with score >= {MEMORIZATION_THRESHOLD} removed; {models} models per arm; "
              f"accuracies as fractions (0.01 = 1 point)",
@@ -109,8 +108,7 @@ def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, de
         statistics=further,
         paper={"figure": "qualitative: the drop is due to purged sub-populations; removing low-score points of "
                          "large sub-populations would also lower accuracy", "source": "IMN25 4.3"},
-        models_trained=score_models + utility.models,
-        models_to_decide=models_to_decide(decisive, THRESHOLD, models), notes=notes,
+        models_trained=score_models + utility.models, notes=notes,
     )
     drops = [s for s in further if s.unit == "models"]
     conclude(result,

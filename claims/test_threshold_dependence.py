@@ -10,8 +10,9 @@ the points with score >= theta are removed and M models are trained per arm
     utility(theta) = mean_k acc(h_k^S) - mean_k acc(h_k^{S \\ {i : mem(i) >= theta}}).
 
 Decisive statistic: the range max_theta utility(theta) - min_theta utility(theta) over the
-thresholds that select at least one point, with a percentile bootstrap over model indices
-resampled jointly for all thresholds (model k of every arm shares its seed). The claim holds
+thresholds that select at least one point, with a crossed bootstrap over model indices
+(resampled jointly for all thresholds: model k of every arm shares its seed) and the test
+points by sub-population (``harness.removal``). The claim holds
 when the range exceeds a *material* change:
 
     material = 1.96 * sqrt(2) * 0.20 % = 0.55 accuracy points.
@@ -44,10 +45,8 @@ from harness.removal import (
     marginal_utility,
     select_above,
     selection_scores,
-    statistic,
-    undecidable,
 )
-from harness.verdict import ClaimResult, Statistic, Threshold, models_to_decide
+from harness.verdict import ClaimResult, Statistic, Threshold, undecidable
 
 CLAIM = "threshold-dependence"
 MATERIAL_CHANGE = 1.96 * np.sqrt(2) * 0.0020
@@ -103,10 +102,10 @@ def shares_figure(table: pd.DataFrame, title: str):
 
 
 @pytest.mark.claim(CLAIM)
-def test_marginal_utility_changes_materially_across_thresholds(case, profile, store, device, conclude):
+def test_marginal_utility_changes_materially_across_thresholds(case, profile, store, device, seed, conclude):
     data = load_dataset(case.data, profile.name)
     spec = case.spec(profile)
-    scores, score_models = selection_scores(data, spec, profile, store, device, rate=case.rate)
+    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
     selections = {theta: select_above(scores, theta) for theta in thetas_for(profile)}
     selections = {theta: chosen for theta, chosen in selections.items() if chosen.any()}
     models = profile.removal_models
@@ -116,17 +115,16 @@ def test_marginal_utility_changes_materially_across_thresholds(case, profile, st
         further = []
     else:
         utility = marginal_utility(data, spec, {f"theta={t}": c for t, c in selections.items()}, models,
-                                   store, device)
+                                   store, device, seed)
         bins = size_bin(data.group_size_train)
         table = sweep_table(utility, selections, bins)
         arms = [f"theta={t}" for t in selections]
-        decisive = statistic("range of marginal utility across thresholds", utility.drop_range(arms),
+        decisive = utility.statistic("range of marginal utility across thresholds", utility.drop_range(arms),
                              note=f"max minus min over {len(arms)} thresholds selecting points")
         low, high = min(selections), max(selections)
         further = [
-            statistic(f"utility at theta={low} minus at theta={high}",
-                      stats.bootstrap_mean(utility.per_model_drop(f"theta={low}")
-                                           - utility.per_model_drop(f"theta={high}")),
+            utility.statistic(f"utility at theta={low} minus at theta={high}",
+                      utility.drop_difference(f"theta={low}", f"theta={high}"),
                       note="pre-specified contrast, free of the range's selection bias"),
             share_statistic(f"share of singletons among points selected at theta={high}",
                             int((bins[selections[high]] == "singleton").sum()), int(selections[high].sum()),
@@ -135,7 +133,7 @@ def test_marginal_utility_changes_materially_across_thresholds(case, profile, st
                             int(np.isin(bins[selections[low]], ["small", "large"]).sum()),
                             int(selections[low].sum()),
                             "IMN25 4.1: low thresholds capture entire or partial sub-populations"),
-        ] + [statistic(f"marginal utility at theta={t}", utility.drop(f"theta={t}")) for t in selections]
+        ] + [utility.statistic(f"marginal utility at theta={t}", utility.drop(f"theta={t}")) for t in selections]
     negative = [] if table is None else table.loc[table["utility_upper"] < 0, "theta"].tolist()
     positive = [] if table is None else table.loc[table["utility_lower"] > 0, "theta"].tolist()
     result = ClaimResult(
@@ -145,7 +143,6 @@ def test_marginal_utility_changes_materially_across_thresholds(case, profile, st
                          "low-score points does; high thresholds pick singletons, low ones sub-populations",
                "source": "IMN25 4.1"},
         models_trained=score_models + (utility.models if utility is not None else 0),
-        models_to_decide=models_to_decide(decisive, THRESHOLD, models),
         notes=[f"{describe_scores(case.rate, score_models)}; "
                f"{models} models per arm; accuracies as fractions (0.01 = 1 point)",
                f"thresholds selecting no point (left out): "

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import estimators
+from harness import estimators, stats
 from harness import profiles as profiles_module
-from harness.data import Dataset, digits, infer_subpopulations, synthetic
+from harness.data import UNKNOWN_GROUP, Dataset, digits, infer_subpopulations, synthetic
 from harness.ensemble import Ensemble, train_ensemble
 from harness.estimators import MemorizationScores
 from harness.images import DatasetNotFound
@@ -198,19 +198,53 @@ def loo_scores(dataset: Dataset, spec, profile: Profile, store: Store, device: s
 
 def subsampled_scores(dataset: Dataset, spec, rate: float, models: int, store: Store,
                       device: str = "cpu", seed: int = 0) -> tuple[MemorizationScores, Ensemble]:
+    if spec.family == "ridge":
+        spec = replace(spec, closed_form_loo=False)  # nothing reads a subsampled model's own LOO
     plan = subsampled_plan(dataset.n_train, models, rate, seed)
     ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
     return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), ensemble
 
 
+def training_points(dataset: Dataset, points: np.ndarray, strata=None) -> stats.Points:
+    """Training points to resample by sub-population (``harness.stats.Points``)."""
+    groups = (dataset.group_train if dataset.group_train is not None
+              else np.full(dataset.n_train, UNKNOWN_GROUP))
+    return stats.Points(groups[points], strata)
+
+
 @dataclass(frozen=True, eq=False)
 class ApproximationStudy:
-    """Exact LOO and subsampled scores of the same points; ``table`` has one row per point."""
+    """Exact LOO and subsampled scores of the same points; ``table`` has one row per point.
+
+    :meth:`bootstrap` resamples the models of both estimates (each in its own pools) and the
+    scored points by sub-population within their size bins (``harness.stats.crossed_bootstrap``).
+    """
 
     loo: MemorizationScores
     subsampled: MemorizationScores
     table: pd.DataFrame
     models: int
+    points: stats.Points
+
+    @property
+    def loo_models_per_pool(self) -> dict[str, int]:
+        """The LOO arm's models: all draws (closed form), or per target and on S (a LOO plan)."""
+        pools = np.unique(self.loo.model_groups, return_counts=True)[1]
+        return {"LOO models" + (" per target and on S" if len(pools) > 1 else ""): int(pools.max())}
+
+    @property
+    def models_per_arm(self) -> dict[str, int]:
+        return {"subsampled models": len(self.subsampled.model_groups)} | self.loo_models_per_pool
+
+    def errors(self, replicate) -> np.ndarray:
+        """subsampled - LOO for every scored point under the replicate's models."""
+        return (self.subsampled.rescored(replicate.models["subsampled"])
+                - self.loo.rescored(replicate.models["loo"]))
+
+    def bootstrap(self, statistic, n_boot: int = 1000, seed: int = 0) -> dict:
+        return stats.crossed_bootstrap(statistic, {"loo": self.loo.model_groups,
+                                                   "subsampled": self.subsampled.model_groups},
+                                       {"scored": self.points}, n_boot=n_boot, seed=seed)
 
 
 def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, store: Store,
@@ -232,4 +266,5 @@ def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, s
         "mislabeled": (dataset.mislabeled_train[loo.points] if dataset.mislabeled_train is not None
                        else np.zeros(len(loo.points), dtype=bool)),
     })
-    return ApproximationStudy(loo, sub, table, loo_ensemble.n_models + sub_ensemble.n_models)
+    return ApproximationStudy(loo, sub, table, loo_ensemble.n_models + sub_ensemble.n_models,
+                              training_points(dataset, loo.points, table["bin"].to_numpy()))

@@ -5,18 +5,19 @@ trained on S minus that of M models trained on S \\ R:
 
     utility(R) = mean_k acc(h_k^S) - mean_k acc(h_k^{S \\ R}),      k = 1 .. M.
 
-Both arms are full-plan ensembles (:func:`harness.masks.full_plan`) trained through
-:func:`harness.ensemble.train_ensemble`, so the store keys each reduced set by its content and
-an arm asked for twice (by two claims, or by two thresholds selecting the same points) is
-trained once. Model k of every arm gets the same training seed (the plan's seeds depend on the
-seed and plan kind only), so (acc(h_k^S), acc(h_k^{S \\ R})) are pairs, and every interval here
-is a percentile bootstrap over model indices k, resampling the pairs (or, for a statistic of
-several arms, the rows k of all arms) jointly:
+Every arm is a mask plan on S (:func:`harness.masks.removal_plan`) trained through
+:func:`harness.ensemble.train_ensemble`: the same data set object, so the same input scaling
+and length scale in every arm, differing only in the points each model leaves out. Model k of
+every arm gets the same training seed, so (acc(h_k^S), acc(h_k^{S \\ R})) are pairs. The random
+arm draws *its own* random set for each model k, so resampling models also redraws the random
+set. Intervals are crossed bootstraps (``harness.stats.crossed_bootstrap``) over the model
+index k (all arms together, keeping the pairs) and the test points, resampled as whole
+sub-populations (within strata where a statistic compares parts of the test split):
 
-    drop(R)            = utility(R) on the whole test split       (stats.bootstrap_difference, paired)
+    drop(R)            = utility(R) on the whole test split
     drop(R; T)         = the same on a subset T of the test points (or a weighting of them)
-    contrast(R; T, U)  = drop(R; T) - drop(R; U)                  (stats.bootstrap_mean over k)
-    range(R_1 .. R_J)  = max_j utility(R_j) - min_j utility(R_j)  (joint bootstrap over k)
+    contrast(R; T, U)  = drop(R; T) - drop(R; U)
+    range(R_1 .. R_J)  = max_j utility(R_j) - min_j utility(R_j)
 
 A sub-population g is *purged* by R when every training point of g is in R; its test points
 are the ones a purge shifts the distribution for (IMN25 4.3).
@@ -31,7 +32,6 @@ lowest-scoring points of large sub-populations (IMN25 4.3's counter-example).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ from harness import estimators, stats
 from harness.data import UNKNOWN_GROUP, Dataset
 from harness.ensemble import train_ensemble
 from harness.experiments import loo_scores, subsampled_scores
-from harness.masks import full_plan, loo_plan
+from harness.masks import loo_plan, removal_plan
 from harness.profiles import SIZE_BINS, Profile
 from harness.store import Store
 from harness.verdict import Statistic
@@ -107,13 +107,19 @@ def select_above(scores, threshold: float) -> np.ndarray:
         return scores >= threshold
 
 
-def random_selection(n: int, count: int, seed: int = 0) -> np.ndarray:
+def random_selection(n: int, count: int, seed=0) -> np.ndarray:
     """``count`` of ``n`` points drawn uniformly without replacement, as a bool mask."""
     if not 0 <= count <= n:
         raise ValueError(f"cannot draw {count} of {n} points; count must lie in 0..{n}")
     chosen = np.zeros(n, dtype=bool)
     chosen[np.random.default_rng(seed).choice(n, count, replace=False)] = True
     return chosen
+
+
+def random_selections(n: int, count: int, models: int, seed: int = 0) -> np.ndarray:
+    """A random set of ``count`` points for each of ``models`` models: bool (models, n)."""
+    return np.stack([random_selection(n, count, seed=[seed, k]) if count else np.zeros(n, dtype=bool)
+                     for k in range(models)])
 
 
 def low_score_large_selection(scores, group_sizes, count: int) -> np.ndarray:
@@ -136,43 +142,28 @@ def low_score_large_selection(scores, group_sizes, count: int) -> np.ndarray:
     return chosen
 
 
-# ----------------------------------------------------------------------------- intervals
-
-
-def bootstrap_over_models(per_model: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray],
-                          alpha: float = 0.05, n_boot: int = 2000, seed: int = 0) -> stats.Interval:
-    """Percentile bootstrap of ``reduce(column means)``, resampling the rows (models) jointly.
-
-    ``per_model`` is (M models, J quantities); ``reduce`` maps a (B, J) array of column means to
-    (B,) values, e.g. the range across columns.
-    """
-    per_model = np.asarray(per_model, dtype=float)
-    if per_model.ndim != 2 or len(per_model) < 2:
-        raise ValueError(f"per_model must be (models >= 2, quantities), got shape {per_model.shape}")
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(per_model), size=(n_boot, len(per_model)))
-    replicates = reduce(per_model[rows].mean(axis=1))
-    estimate = float(reduce(per_model.mean(axis=0, keepdims=True))[0])
-    lower, upper = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
-    return stats.Interval(estimate, float(lower), float(upper), len(per_model),
-                          f"joint bootstrap percentile over models ({n_boot} resamples)")
-
-
-def statistic(name: str, interval: stats.Interval, note: str = "") -> Statistic:
-    """A removal interval (over models) as a verdict Statistic."""
-    return Statistic(name, interval.estimate, interval.lower, interval.upper, interval.n, "models", note)
-
-
 # ----------------------------------------------------------------------------- experiment
 
 
 @dataclass(frozen=True, eq=False)
 class RemovalArm:
-    """Models trained on S minus ``removed``: their correctness on every test point."""
+    """Models trained on S minus ``removed[k]`` (model k's points): their correctness on every test point."""
 
     name: str
-    removed: np.ndarray        # bool (n_train,)
+    removed: np.ndarray        # bool (M models, n_train)
     test_correct: np.ndarray   # bool (M models, n_test)
+
+    @property
+    def count(self) -> int:
+        """Points each model of the arm leaves out."""
+        return int(self.removed[0].sum())
+
+    @property
+    def fixed_set(self) -> np.ndarray:
+        """The points every model of the arm leaves out (bool over the training points)."""
+        if not (self.removed == self.removed[0]).all():
+            raise ValueError(f"arm {self.name!r} removes a different set for each model; it has no fixed set")
+        return self.removed[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,14 +176,18 @@ class MarginalUtility:
     models: int                # models behind the result, all arms and S together
     seed: int = 0
 
+    @property
+    def models_per_arm(self) -> int:
+        return len(self.full_correct)
+
     def arm(self, name: str) -> RemovalArm:
         if name not in self.arms:
             raise ValueError(f"no arm {name!r}; arms: {sorted(self.arms)}")
         return self.arms[name]
 
     def _test_weights(self, test_points) -> np.ndarray:
-        """Test points as weights summing to 1: None is every point, a bool mask its points
-        equally, a float array (>= 0) its own weights (e.g. to reweight a test split's mix)."""
+        """Test points as weights: None is every point, a bool mask its points equally, a float
+        array (>= 0) its own weights (e.g. to reweight a test split's mix)."""
         if test_points is None:
             test_points = np.ones(self.dataset.n_test, dtype=bool)
         weights = np.asarray(test_points)
@@ -205,49 +200,88 @@ class MarginalUtility:
             raise ValueError("test point weights must be finite and >= 0")
         if weights.sum() == 0:
             raise ValueError("test_points selects no test point")
-        return weights / weights.sum()
+        return weights
+
+    def _correct(self, name: str | None) -> np.ndarray:
+        return self.full_correct if name is None else self.arm(name).test_correct
 
     def per_model_accuracy(self, name: str | None = None, test_points=None) -> np.ndarray:
         """Accuracy of each model on the chosen test points; ``name=None`` is S itself."""
-        correct = self.full_correct if name is None else self.arm(name).test_correct
-        return correct @ self._test_weights(test_points)
+        weights = self._test_weights(test_points)
+        return self._correct(name) @ (weights / weights.sum())
 
     def per_model_drop(self, name: str, test_points=None) -> np.ndarray:
         """acc(h_k^S) - acc(h_k^{S minus R}) for each model index k."""
         return self.per_model_accuracy(None, test_points) - self.per_model_accuracy(name, test_points)
 
-    def accuracy(self, name: str | None = None, test_points=None) -> stats.Interval:
-        return stats.bootstrap_mean(self.per_model_accuracy(name, test_points), seed=self.seed)
+    # ------------------------------------------------------------------ resampled figures
 
-    def drop(self, name: str, test_points=None) -> stats.Interval:
+    def bootstrap(self, statistic, strata=None, n_boot: int = 1000) -> dict:
+        """Crossed bootstrap (module docstring) of ``statistic(replicate) -> {name: value}``: the
+        model index k of every arm together, and the test points by sub-population within ``strata``."""
+        clusters = (self.dataset.group_test if self.dataset.group_test is not None
+                    else np.full(self.dataset.n_test, UNKNOWN_GROUP))
+        return stats.crossed_bootstrap(statistic, {"models": np.zeros(self.models_per_arm, dtype=np.int64)},
+                                       {"test": stats.Points(clusters, strata)}, n_boot=n_boot, seed=self.seed)
+
+    def resampled_accuracy(self, replicate, name: str | None = None, test_points=None) -> float:
+        """Mean accuracy over the replicate's models on its test points (NaN if it drew none of them)."""
+        rows, points = replicate.models["models"], replicate.points["test"]
+        weights = self._test_weights(test_points)[points]
+        if weights.sum() == 0:
+            return float("nan")
+        per_model = self._correct(name)[:, points] @ (weights / weights.sum())
+        return float(per_model @ rows / rows.sum())
+
+    def resampled_drop(self, replicate, name: str, test_points=None) -> float:
+        return (self.resampled_accuracy(replicate, None, test_points)
+                - self.resampled_accuracy(replicate, name, test_points))
+
+    def accuracy(self, name: str | None = None, test_points=None) -> stats.CrossedInterval:
+        return self.bootstrap(lambda r: {"a": self.resampled_accuracy(r, name, test_points)})["a"]
+
+    def drop(self, name: str, test_points=None) -> stats.CrossedInterval:
         """Marginal utility of the arm's points: the accuracy lost by removing them."""
-        return stats.bootstrap_difference(self.per_model_accuracy(None, test_points),
-                                          self.per_model_accuracy(name, test_points),
-                                          seed=self.seed, paired=True)
+        return self.bootstrap(lambda r: {"d": self.resampled_drop(r, name, test_points)})["d"]
 
-    def drop_contrast(self, name: str, test_points, other_test_points) -> stats.Interval:
-        """drop on ``test_points`` minus drop on ``other_test_points``, paired over models."""
-        return stats.bootstrap_mean(self.per_model_drop(name, test_points)
-                                    - self.per_model_drop(name, other_test_points), seed=self.seed)
+    def drop_difference(self, name: str, other: str, test_points=None) -> stats.CrossedInterval:
+        """drop(name) - drop(other) = acc(S minus other) - acc(S minus name), paired over k."""
+        return self.bootstrap(lambda r: {"d": self.resampled_accuracy(r, other, test_points)
+                                         - self.resampled_accuracy(r, name, test_points)})["d"]
 
-    def drop_range(self, names: list[str]) -> stats.Interval:
-        """max minus min of the arms' drops, with a joint bootstrap over models.
+    def drop_contrast(self, name: str, test_points: np.ndarray, other_test_points: np.ndarray) -> stats.CrossedInterval:
+        """drop on ``test_points`` minus drop on ``other_test_points`` (two disjoint bool masks,
+        each resampled within itself)."""
+        strata = np.asarray(test_points, dtype=int) + 2 * np.asarray(other_test_points, dtype=int)
+        return self.bootstrap(lambda r: {"d": self.resampled_drop(r, name, test_points)
+                                         - self.resampled_drop(r, name, other_test_points)}, strata)["d"]
+
+    def statistic(self, name: str, interval: stats.CrossedInterval, note: str = "") -> Statistic:
+        """A removal interval as a verdict statistic, with its models per arm for the power statement."""
+        return Statistic.from_interval(name, interval, unit="test points", note=note,
+                                       models_per_arm={"models per arm": self.models_per_arm})
+
+    def drop_range(self, names: list[str]) -> stats.CrossedInterval:
+        """max minus min of the arms' drops.
 
         The maximum of noisy estimates is biased upward, so under equal true drops this
         estimate is still above 0 by about the spread of the noise.
         """
         if len(names) < 2:
             raise ValueError(f"a range needs at least two arms, got {names}")
-        per_model = np.column_stack([self.per_model_drop(name) for name in names])
-        return bootstrap_over_models(per_model, lambda means: means.max(axis=1) - means.min(axis=1),
-                                     seed=self.seed)
+
+        def spread(replicate):
+            drops = [self.resampled_drop(replicate, name) for name in names]
+            return {"range": max(drops) - min(drops)}
+
+        return self.bootstrap(spread)["range"]
 
     def purged_groups(self, name: str) -> np.ndarray:
         """Sub-populations whose every training point the arm removes."""
         groups = self.dataset.group_train
         if groups is None:
             return np.array([], dtype=np.int64)
-        removed = self.arm(name).removed
+        removed = self.arm(name).fixed_set
         known = groups != UNKNOWN_GROUP
         touched = np.unique(groups[known & removed])
         kept = np.unique(groups[known & ~removed])
@@ -264,7 +298,7 @@ class MarginalUtility:
         groups_test, groups_train = self.dataset.group_test, self.dataset.group_train
         if groups_test is None or groups_train is None:
             raise ValueError(f"{self.dataset.name} has no sub-population ids")
-        removed = self.arm(name).removed
+        removed = self.arm(name).fixed_set
         purged = set(self.purged_groups(name).tolist())
         arm_correct = self.arm(name).test_correct
         rows = []
@@ -287,8 +321,9 @@ class MarginalUtility:
                  "drop": 0.0, "drop_lower": 0.0, "drop_upper": 0.0}]
         for name, arm in self.arms.items():
             accuracy, drop = self.accuracy(name), self.drop(name)
-            rows.append({"arm": name, "removed": int(arm.removed.sum()),
-                         "purged_subpopulations": len(self.purged_groups(name)),
+            fixed = bool((arm.removed == arm.removed[0]).all())
+            rows.append({"arm": name, "removed": arm.count,
+                         "purged_subpopulations": len(self.purged_groups(name)) if fixed else np.nan,
                          "accuracy": accuracy.estimate, "accuracy_lower": accuracy.lower,
                          "accuracy_upper": accuracy.upper, "drop": drop.estimate,
                          "drop_lower": drop.lower, "drop_upper": drop.upper})
@@ -297,24 +332,28 @@ class MarginalUtility:
 
 def marginal_utility(dataset: Dataset, spec, removals: dict, models: int, store: Store,
                      device: str = "cpu", seed: int = 0) -> MarginalUtility:
-    """Train M models on S and M on S minus each named set of points (bool masks over training points)."""
+    """Train M models on S and M on S minus each named set of points: a bool mask over the
+    training points (every model leaves out the same set) or one row per model (its own set)."""
     if not removals:
         raise ValueError("removals is empty: name at least one set of training points to remove")
-    full = train_ensemble(dataset, spec, full_plan(dataset.n_train, models), store, seed, device)
+    full = train_ensemble(dataset, spec, removal_plan(np.zeros((models, dataset.n_train), dtype=bool)),
+                          store, seed, device)
     total = full.n_models
     arms = {}
     for name, removed in removals.items():
         removed = np.asarray(removed)
-        if removed.shape != (dataset.n_train,) or removed.dtype != np.bool_:
-            raise ValueError(f"arm {name!r}: removal must be a bool mask of shape ({dataset.n_train},), "
-                             f"got {removed.dtype} {removed.shape}")
-        if removed.all():
+        if removed.dtype != np.bool_ or removed.shape not in ((dataset.n_train,), (models, dataset.n_train)):
+            raise ValueError(f"arm {name!r}: removal must be a bool mask of shape ({dataset.n_train},) or "
+                             f"({models}, {dataset.n_train}), got {removed.dtype} {removed.shape}")
+        removed = np.broadcast_to(removed, (models, dataset.n_train))
+        if removed.all(axis=1).any():
             raise ValueError(f"arm {name!r} removes every training point; nothing would be left to train on")
+        if len(set(removed.sum(1).tolist())) != 1:
+            raise ValueError(f"arm {name!r}: every model must leave out as many points")
         if not removed.any():
             arms[name] = RemovalArm(name, removed, full.test_correct)  # S itself: same models
             continue
-        reduced = dataset.without(removed, name_suffix=f" minus {int(removed.sum())}")
-        ensemble = train_ensemble(reduced, spec, full_plan(reduced.n_train, models), store, seed, device)
+        ensemble = train_ensemble(dataset, spec, removal_plan(removed), store, seed, device)
         arms[name] = RemovalArm(name, removed, ensemble.test_correct)
         total += ensemble.n_models
     return MarginalUtility(dataset, full.test_correct, arms, total, seed)
@@ -324,8 +363,8 @@ def removal_experiment(dataset: Dataset, spec, scores, threshold: float, models:
                        device: str = "cpu", seed: int = 0, arms: tuple = ARMS) -> MarginalUtility:
     """FZ20's removal of the points with score >= threshold, beside the requested comparison arms.
 
-    Arms: ``"memorized"`` (score >= threshold), ``"random"`` (as many uniformly drawn points,
-    seeded by ``seed``) and ``"low-score large"`` (as many of the lowest-scoring points of large
+    Arms: ``"memorized"`` (score >= threshold), ``"random"`` (as many uniformly drawn points, a
+    set of its own for each model, seeded by ``seed``) and ``"low-score large"`` (as many of the lowest-scoring points of large
     sub-populations, or all of them if there are fewer).
     """
     unknown = set(arms) - set(ARMS)
@@ -337,15 +376,7 @@ def removal_experiment(dataset: Dataset, spec, scores, threshold: float, models:
     memorized = select_above(scores, threshold)
     count = int(memorized.sum())
     choices = {"memorized": lambda: memorized,
-               "random": lambda: random_selection(dataset.n_train, count, seed),
+               "random": lambda: random_selections(dataset.n_train, count, models, seed),
                "low-score large": lambda: low_score_large_selection(scores, dataset.group_size_train, count)}
     return marginal_utility(dataset, spec, {name: choices[name]() for name in arms}, models, store,
                             device, seed)
-
-
-# ----------------------------------------------------------------------------- verdict helpers
-
-
-def undecidable(name: str, reason: str) -> Statistic:
-    """A decisive statistic the data cannot provide (e.g. nothing selected): never decided."""
-    return Statistic(name, float("nan"), float("nan"), float("nan"), 0, "models", reason)

@@ -15,7 +15,6 @@ from harness.leakage import (
 )
 from harness.removal import (
     FULL_ARM,
-    bootstrap_over_models,
     low_score_large_selection,
     marginal_utility,
     random_selection,
@@ -65,15 +64,6 @@ def test_low_score_large_selection_takes_lowest_scores_of_large_subpopulations_o
     assert low_score_large_selection(scores, sizes, 10).sum() == 4
 
 
-def test_bootstrap_over_models_reports_the_statistic_of_column_means():
-    per_model = np.array([[0.0, 1.0], [0.2, 1.2], [0.1, 0.9], [0.1, 1.1]])
-    interval = bootstrap_over_models(per_model, lambda m: m.max(1) - m.min(1), n_boot=500)
-    assert interval.estimate == pytest.approx(1.05 - 0.1)
-    assert interval.lower <= interval.estimate <= interval.upper and interval.n == 4
-    with pytest.raises(ValueError, match="per_model"):
-        bootstrap_over_models(np.zeros(3), lambda m: m)
-
-
 def test_removing_nothing_reuses_the_full_models_and_drops_exactly_zero(data, store):
     result = marginal_utility(data, RIDGE, {"nothing": np.zeros(data.n_train, dtype=bool)}, MODELS, store)
     drop = result.drop("nothing")
@@ -119,14 +109,41 @@ def test_drop_on_all_test_points_is_the_weighted_drops_of_a_partition(data, stor
 def test_removal_experiment_builds_the_three_arms_of_equal_size(data, store):
     scores = np.linspace(0, 1, data.n_train)
     result = removal_experiment(data, RIDGE, scores, 0.9, MODELS, store)
-    removed = {name: int(arm.removed.sum()) for name, arm in result.arms.items()}
+    removed = {name: arm.count for name, arm in result.arms.items()}
     expected = int((scores >= 0.9).sum())
     assert removed == {"memorized": expected, "random": expected, "low-score large": expected}
     large = data.group_size_train >= 11
-    assert large[result.arm("low-score large").removed].all()
+    assert large[result.arm("low-score large").fixed_set].all()
+    # The random arm draws a set of its own for each model, so resampling models redraws it.
+    random_sets = result.arm("random").removed
+    assert random_sets.shape == (MODELS, data.n_train) and len({row.tobytes() for row in random_sets}) == MODELS
+    with pytest.raises(ValueError, match="different set for each model"):
+        result.arm("random").fixed_set
     span = result.drop_range(["memorized", "random", "low-score large"])
     drops = [result.drop(name).estimate for name in result.arms]
     assert span.estimate == pytest.approx(max(drops) - min(drops))
+
+
+def test_every_arm_is_a_mask_plan_on_s_with_the_seeds_of_s_by_model_index():
+    from harness.masks import removal_plan
+
+    nothing = removal_plan(np.zeros((3, 10), dtype=bool))
+    removed = np.zeros((3, 10), dtype=bool)
+    removed[:, 4] = True
+    some = removal_plan(removed)
+    assert np.array_equal(nothing.seeds(5), some.seeds(5))   # model k of every arm pairs up
+    assert not np.array_equal(nothing.seeds(5), nothing.seeds(6))
+    assert (some.masks[:, 4] == False).all() and some.masks[:, :4].all()  # noqa: E712
+    with pytest.raises(ValueError, match="2-D bool"):
+        removal_plan(np.zeros(10, dtype=bool))
+
+
+def test_removal_intervals_resample_the_test_points_as_well_as_the_models(data, store):
+    removed = random_selection(data.n_train, 10, seed=1)
+    result = marginal_utility(data, RIDGE, {"random": removed}, MODELS, store)
+    drop = result.drop("random")
+    assert drop.var_points_only > 0 and drop.var_models_only >= 0
+    assert drop.lower < drop.estimate < drop.upper
 
 
 def test_bad_removals_are_refused_with_a_clear_message(data, store):
