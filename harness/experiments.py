@@ -241,10 +241,10 @@ class ApproximationStudy:
         return (self.subsampled.rescored(replicate.models["subsampled"])
                 - self.loo.rescored(replicate.models["loo"]))
 
-    def bootstrap(self, statistic, n_boot: int = 1000, seed: int = 0) -> dict:
+    def bootstrap(self, statistic, n_boot: int = 1000, seed: int = 0, components: bool = True) -> dict:
         return stats.crossed_bootstrap(statistic, {"loo": self.loo.model_groups,
                                                    "subsampled": self.subsampled.model_groups},
-                                       {"scored": self.points}, n_boot=n_boot, seed=seed)
+                                       {"scored": self.points}, n_boot=n_boot, seed=seed, components=components)
 
 
 def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, store: Store,

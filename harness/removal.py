@@ -216,13 +216,14 @@ class MarginalUtility:
 
     # ------------------------------------------------------------------ resampled figures
 
-    def bootstrap(self, statistic, strata=None, n_boot: int = 1000) -> dict:
+    def bootstrap(self, statistic, strata=None, n_boot: int = 1000, components: bool = True) -> dict:
         """Crossed bootstrap (module docstring) of ``statistic(replicate) -> {name: value}``: the
         model index k of every arm together, and the test points by sub-population within ``strata``."""
         clusters = (self.dataset.group_test if self.dataset.group_test is not None
                     else np.full(self.dataset.n_test, UNKNOWN_GROUP))
         return stats.crossed_bootstrap(statistic, {"models": np.zeros(self.models_per_arm, dtype=np.int64)},
-                                       {"test": stats.Points(clusters, strata)}, n_boot=n_boot, seed=self.seed)
+                                       {"test": stats.Points(clusters, strata)}, n_boot=n_boot, seed=self.seed,
+                                       components=components)
 
     def resampled_accuracy(self, replicate, name: str | None = None, test_points=None) -> float:
         """Mean accuracy over the replicate's models on its test points (NaN if it drew none of them)."""
@@ -331,13 +332,13 @@ class MarginalUtility:
 
 
 def marginal_utility(dataset: Dataset, spec, removals: dict, models: int, store: Store,
-                     device: str = "cpu", seed: int = 0) -> MarginalUtility:
+                     device: str = "cpu", seed: int = 0, progress: bool = True) -> MarginalUtility:
     """Train M models on S and M on S minus each named set of points: a bool mask over the
     training points (every model leaves out the same set) or one row per model (its own set)."""
     if not removals:
         raise ValueError("removals is empty: name at least one set of training points to remove")
     full = train_ensemble(dataset, spec, removal_plan(np.zeros((models, dataset.n_train), dtype=bool)),
-                          store, seed, device)
+                          store, seed, device, progress)
     total = full.n_models
     arms = {}
     for name, removed in removals.items():
@@ -353,7 +354,7 @@ def marginal_utility(dataset: Dataset, spec, removals: dict, models: int, store:
         if not removed.any():
             arms[name] = RemovalArm(name, removed, full.test_correct)  # S itself: same models
             continue
-        ensemble = train_ensemble(dataset, spec, removal_plan(removed), store, seed, device)
+        ensemble = train_ensemble(dataset, spec, removal_plan(removed), store, seed, device, progress)
         arms[name] = RemovalArm(name, removed, ensemble.test_correct)
         total += ensemble.n_models
     return MarginalUtility(dataset, full.test_correct, arms, total, seed)

@@ -172,8 +172,10 @@ def load_results(reports_dir: Path) -> list[ClaimResult]:
     return [result for _, result in _read_case_reports(reports_dir)]
 
 
-def family_rows(results: list[ClaimResult], alpha: float = 0.05) -> list[list]:
-    """Per claim: its cases, how many are supported, and which survive Holm's rule at ``alpha``."""
+def family_rows(results: list[ClaimResult], alpha: float = 0.025) -> list[list]:
+    """Per claim: its cases, how many are supported, and which survive Holm's rule at ``alpha``
+    (one-sided 2.5 %, the level of each case's own verdict, so a family of one survives exactly
+    when it is supported)."""
     rows = []
     for claim in sorted({result.claim for result in results}):
         cases = [result for result in results if result.claim == claim]
@@ -216,8 +218,9 @@ def write_summary(reports_dir: Path) -> Path:
         "## Each claim's cases as a family (Holm)",
         "",
         "Each case's verdict is at the 95 % level on its own. Read together, a claim's cases are a family: "
-        "a case survives when Holm's step-down rule at 5 % family-wise rejects 'the claim does not hold' "
-        "for it (one-sided p-values from each decisive interval, read as normal).",
+        "a case survives when Holm's step-down rule, family-wise at the level of each verdict (one-sided "
+        "2.5 %), rejects 'the claim does not hold' for it (p-values from each decisive interval's half on "
+        "the threshold's side, read as normal).",
         "",
         _markdown_table(["claim", "cases", "supported", "survive Holm", "cases that survive"], family_rows(results)),
         "",

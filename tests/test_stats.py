@@ -386,8 +386,8 @@ def test_power_statement_projects_models_or_says_more_points():
 
 def test_predicted_half_width_follows_the_variance_decomposition():
     interval = CrossedInterval(0.0, -1.0, 1.0, 10, "test", models=10, var_both=0.05, var_models_only=0.03,
-                               var_points_only=0.01)
-    assert interval.var_models == pytest.approx(0.04)
+                               var_points_only=0.014, var_interaction=0.004)
+    assert interval.var_points == pytest.approx(0.01) and interval.var_models == pytest.approx(0.04)
     assert interval.predicted_half_width(1.0) == pytest.approx(Z_975 * math.sqrt(0.05))
     assert interval.predicted_half_width(4.0) == pytest.approx(Z_975 * math.sqrt(0.01 + 0.01))
 
@@ -400,18 +400,23 @@ def test_holm_rejects_step_down_and_stops_at_the_first_failure():
 
 def test_normal_p_value_reads_the_interval_as_normal():
     assert normal_p_value(0.0, -1.96, 1.96, 0.0, "above") == pytest.approx(0.5)
+    assert normal_p_value(1.0, 0.5, 3.0, 0.0, "above") == pytest.approx(scipy_stats.norm.sf(Z_975 * 2))
     assert normal_p_value(1.96, 0.0, 3.92, 0.0, "above") == pytest.approx(0.025, abs=1e-4)
     assert normal_p_value(1.96, 0.0, 3.92, 0.0, "below") == pytest.approx(0.975, abs=1e-4)
     assert math.isnan(normal_p_value(math.nan, 0, 1, 0, "above"))
 
 
-def test_pearson_with_model_noise_widens_the_fisher_interval():
+def test_pearson_with_model_noise_uses_the_jackknife_over_pairs_and_adds_the_models():
     x, y = np.arange(8.0), np.array([0.1, 0.3, 0.2, 0.5, 0.4, 0.8, 0.7, 0.9])
-    plain = pearson(x, y)
+    left_out = np.array([np.arctanh(np.corrcoef(np.delete(x, i), np.delete(y, i))[0, 1]) for i in range(8)])
+    jackknife = 7 / 8 * ((left_out - left_out.mean()) ** 2).sum()
+    alone = pearson_with_model_noise(x, y, 0.0, models=80)
+    assert alone.estimate == pytest.approx(pearson(x, y).estimate)
+    assert alone.var_points_only == pytest.approx(jackknife) and alone.scale == "atanh"
+    half = scipy_stats.t.ppf(0.975, 7) * math.sqrt(jackknife)
+    assert alone.lower == pytest.approx(np.tanh(np.arctanh(alone.estimate) - half))
     wider = pearson_with_model_noise(x, y, 0.05, models=80)
-    assert wider.estimate == plain.estimate and wider.lower < plain.lower and wider.upper > plain.upper
-    assert wider.scale == "atanh" and wider.var_points_only == pytest.approx(1 / 5)
-    assert pearson_with_model_noise(x, y, 0.0, models=80).lower == pytest.approx(plain.lower)
+    assert wider.lower < alone.lower and wider.upper > alone.upper and wider.var_models == pytest.approx(0.05)
 
 
 # --------------------------------------------------------------------------- bad input

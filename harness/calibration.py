@@ -1,0 +1,293 @@
+"""The suite measures its own coverage: each interval type that decides a verdict, by simulation.
+
+    python -m harness.calibration [--quick] [--json] [--replicates N] [--workers W]
+
+Each replicate draws a fresh synthetic data set (generator seed i) and fresh models (training
+seed i), trains the ridge family through the one training path (``harness.ensemble``, in a
+throw-away store), computes every interval as the claims compute it, and records whether it
+holds the truth (``../shared/STATISTICS.md``, "Checking intervals"):
+
+- **approximation error, small** and **small minus large** (approx-overestimates' contrasts):
+  mean over small sub-populations' points of subsampled (r = 0.7) minus exact closed-form LOO,
+  and that minus the same over large sub-populations; crossed bootstrap
+  (``ApproximationStudy.bootstrap``). Truth: the mean of the statistic over ``truth_draws``
+  further data draws, each with ``truth_factor`` times the models (so the truth holds the
+  population of sub-populations the generator draws from, not one data set).
+- **removal drop** (the removal claims): accuracy of M models on S minus M on S without its
+  singletons; crossed bootstrap over the model index and the test points by sub-population.
+  Truth as above.
+- **per-point Newcombe** (every per-point memorization interval): one random point's exact LOO
+  score; truth: the same point's score from ``truth_factor`` times the draws on the same data.
+- **fractional box** (fractional-definition's per-point interval): the same for one random
+  point's fractional subsampled score.
+- **correlation** (mem-gen-anticorrelated): Pearson r of mean memorization and test accuracy
+  over ``configurations`` ridge configurations drawn at random (features, ridge strength), the
+  Fisher interval widened by the models' variance. Truth: r over ``truth_configurations``
+  configurations, each with ``truth_factor`` times the models.
+
+Each coverage comes with its Wilson interval over the replicates (200 resolve about +-0.03
+at 0.95). The target: every type covers at least 0.93 at nominal 0.95 and none above 0.995.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from harness import estimators, stats
+from harness.data import SubpopulationSpec, synthetic
+from harness.ensemble import train_ensemble
+from harness.experiments import ApproximationStudy, training_points
+from harness.masks import full_plan, subsampled_plan
+from harness.profiles import size_bin
+from harness.removal import marginal_utility
+from harness.store import Store
+from harness.train import RidgeSpec
+
+RATE = 0.7  # FZ20's sampling rate, as the claims use it
+NOMINAL = 0.95
+TARGET = (0.93, 0.995)
+TYPES = ("approximation error, small", "approximation error, small minus large", "removal drop",
+         "per-point Newcombe", "fractional box", "correlation")
+
+
+@dataclass(frozen=True)
+class Design:
+    """Sizes of one calibration run; every replicate and every truth draw uses them."""
+
+    synthetic: SubpopulationSpec
+    ridge: RidgeSpec
+    replicates: int
+    loo_draws: int
+    subsampled_models: int
+    removal_models: int
+    configurations: int
+    truth_factor: int
+    truth_draws: int
+    truth_configurations: int
+    n_boot: int
+
+
+QUICK = Design(
+    synthetic=SubpopulationSpec(num_classes=3, dim=12, subpops_per_class=5, largest=16, singletons_per_class=3,
+                                separation=1.2, spread=0.5),
+    ridge=RidgeSpec(features=64, models_per_pass=40),
+    replicates=200, loo_draws=20, subsampled_models=40, removal_models=12, configurations=6, truth_factor=8,
+    truth_draws=24, truth_configurations=60, n_boot=300,
+)
+FULL = replace(QUICK, ridge=RidgeSpec(features=128, models_per_pass=40), replicates=400, loo_draws=40,
+               subsampled_models=100, removal_models=16, truth_draws=60, truth_configurations=120, n_boot=1000)
+
+
+def _data(design: Design, seed: int):
+    return synthetic(replace(design.synthetic, seed=seed))
+
+
+def _approximation(design: Design, data, models_factor: int, store: Store, seed: int) -> ApproximationStudy:
+    loo_ensemble = train_ensemble(data, design.ridge, full_plan(data.n_train, design.loo_draws * models_factor),
+                                  store, seed, progress=False)
+    loo = estimators.closed_form_loo(loo_ensemble.masks, loo_ensemble.arrays["train_margin"],
+                                     loo_ensemble.arrays["loo_margin"])
+    plan = subsampled_plan(data.n_train, design.subsampled_models * models_factor, RATE, seed)
+    sub_ensemble = train_ensemble(data, replace(design.ridge, closed_form_loo=False), plan, store, seed,
+                                  progress=False)
+    sub = estimators.subsampled(sub_ensemble.masks, sub_ensemble.arrays["train_margin"])
+    bins = size_bin(data.group_size_train)
+    table = pd.DataFrame({"error": sub.score - loo.score, "bin": bins})
+    return ApproximationStudy(loo, sub, table, loo_ensemble.n_models + sub_ensemble.n_models,
+                              training_points(data, loo.points, bins))
+
+
+def _error_contrasts(study: ApproximationStudy, seed: int, n_boot: int) -> dict:
+    bins = study.table["bin"].to_numpy()
+
+    def contrasts(replicate):
+        points = replicate.points["scored"]
+        error, bin_of = study.errors(replicate)[points], bins[points]
+        small, large = np.nanmean(error[bin_of == "small"]), np.nanmean(error[bin_of == "large"])
+        return {TYPES[0]: small, TYPES[1]: small - large}
+
+    return study.bootstrap(contrasts, n_boot=n_boot, seed=seed)
+
+
+def _removal(design: Design, data, models_factor: int, store: Store, seed: int):
+    return marginal_utility(data, design.ridge, {"singletons": data.group_size_train == 1},
+                            design.removal_models * models_factor, store, seed=seed, progress=False)
+
+
+def _configuration(rng: np.random.Generator, design: Design) -> RidgeSpec:
+    return replace(design.ridge, features=int(rng.choice([16, 32, 64, 128, 256])),
+                   ridge=float(10 ** rng.uniform(-3, 0)), closed_form_loo=False)
+
+
+def _memorization_and_accuracy(design: Design, data, spec, models: int, store: Store, seed: int):
+    plan = subsampled_plan(data.n_train, models, RATE, seed)
+    ensemble = train_ensemble(data, spec, plan, store, seed, progress=False)
+    return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), ensemble
+
+
+def _correlation(design: Design, store: Store, seed: int) -> stats.CrossedInterval:
+    """Configurations drawn as the truth draws them: each its own ridge settings and data draw."""
+    rng = np.random.default_rng([seed, 1])
+    measured = [_memorization_and_accuracy(design, _data(design, 3 * 10**6 + seed * design.configurations + j),
+                                           _configuration(rng, design), design.subsampled_models, store, seed)
+                for j in range(design.configurations)]
+    memorization = [float(scores.score.mean()) for scores, _ in measured]
+    accuracy = [float(ensemble.test_accuracy().mean()) for _, ensemble in measured]
+    accuracies = [ensemble.test_accuracy() for _, ensemble in measured]
+
+    def fisher_z(replicate):
+        weights = [replicate.models[str(i)] for i in range(len(measured))]
+        mem = [np.nanmean(scores.rescored(w)) for (scores, _), w in zip(measured, weights)]
+        acc = [a @ w / w.sum() for a, w in zip(accuracies, weights)]
+        return {"z": np.arctanh(np.clip(np.corrcoef(mem, acc)[0, 1], -1 + 1e-12, 1 - 1e-12))}
+
+    variance = stats.crossed_bootstrap(fisher_z, {str(i): s.model_groups for i, (s, _) in enumerate(measured)},
+                                       n_boot=max(100, design.n_boot // 2), seed=seed, components=False)
+    return stats.pearson_with_model_noise(memorization, accuracy, variance["z"].var_both,
+                                          design.configurations * design.subsampled_models)
+
+
+def population_truth(design: Design, store: Store) -> dict[str, float]:
+    """The population-level targets: means over fresh large draws, and the correlation over many
+    configurations with large ensembles (module docstring)."""
+    contrasts, drops = [], []
+    for j in range(design.truth_draws):
+        seed = 10**6 + j
+        data = _data(design, seed)
+        study = _approximation(design, data, design.truth_factor, store, seed)
+        bins = study.table["bin"].to_numpy()
+        error = study.table["error"].to_numpy()
+        contrasts.append((error[bins == "small"].mean(), error[bins == "small"].mean() - error[bins == "large"].mean()))
+        removal = _removal(design, data, design.truth_factor, store, seed)
+        drops.append(float(removal.per_model_drop("singletons").mean()))
+    rng = np.random.default_rng(10**6)
+    pairs = []
+    for j in range(design.truth_configurations):
+        data = _data(design, 2 * 10**6 + j)
+        scores, ensemble = _memorization_and_accuracy(design, data, _configuration(rng, design),
+                                                      design.subsampled_models * design.truth_factor, store, j)
+        pairs.append((scores.score.mean(), ensemble.test_accuracy().mean()))
+    pairs = np.array(pairs)
+    contrasts = np.array(contrasts)
+    return {TYPES[0]: float(contrasts[:, 0].mean()), TYPES[1]: float(contrasts[:, 1].mean()),
+            TYPES[2]: float(np.mean(drops)), TYPES[5]: float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])}
+
+
+def replicate(design: Design, index: int, truth: dict, store: Store) -> dict[str, bool]:
+    """Whether each interval type holds its truth in replicate ``index`` (module docstring)."""
+    data = _data(design, index)
+    covered = {}
+    study = _approximation(design, data, 1, store, index)
+    for name, interval in _error_contrasts(study, index, design.n_boot).items():
+        covered[name] = interval.lower <= truth[name] <= interval.upper
+    removal = _removal(design, data, 1, store, index)
+    drop = removal.bootstrap(lambda r: {"d": removal.resampled_drop(r, "singletons")}, n_boot=design.n_boot)["d"]
+    covered[TYPES[2]] = drop.lower <= truth[TYPES[2]] <= drop.upper
+
+    # Per point: one random point's interval against the same point's score from many more models.
+    large = _approximation(design, data, design.truth_factor, store, index + 10**5)
+    point = int(np.random.default_rng([index, 2]).integers(data.n_train))
+    covered[TYPES[3]] = study.loo.lower[point] <= large.loo.score[point] <= study.loo.upper[point]
+    fractional, fractional_truth = estimators.fractional(study.subsampled), estimators.fractional(large.subsampled)
+    covered[TYPES[4]] = fractional.lower[point] <= fractional_truth.score[point] <= fractional.upper[point]
+
+    correlation = _correlation(design, store, index)
+    covered[TYPES[5]] = correlation.lower <= truth[TYPES[5]] <= correlation.upper
+    return covered
+
+
+def _replicates(design: Design, indices: range, truth: dict) -> list[dict]:
+    """A worker's share of the replicates, one torch thread, in a store of its own."""
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="memsuite-calibration-") as root:
+        return [replicate(design, index, truth, Store(root)) for index in indices]
+
+
+class _InProcess:
+    """``pool.map`` in this process (one worker: no spawn, and what the caller patched applies)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(function, *iterables):
+        return map(function, *iterables)
+
+
+def run(design: Design, replicates: int | None = None, workers: int | None = None,
+        progress: bool = True) -> pd.DataFrame:
+    """One row per interval type: coverage, its Wilson interval, replicates, and whether it meets the target.
+
+    Replicates run in ``workers`` processes (default: one per core; 1: in this process), each on
+    one torch thread; every replicate's seeds depend on its index only, so the table does not
+    depend on ``workers``."""
+    replicates = design.replicates if replicates is None else replicates
+    workers = workers or os.cpu_count() or 1
+    if replicates < 1 or workers < 1:
+        raise ValueError(f"replicates and workers must be >= 1, got {replicates} and {workers}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="memsuite-calibration-") as root:
+        truth = population_truth(design, Store(root))
+    if progress:
+        print(f"  truth from {design.truth_draws} draws and {design.truth_configurations} configurations, "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    hits = {name: 0 for name in TYPES}
+    chunks = [range(start, min(start + 10, replicates)) for start in range(0, replicates, 10)]
+    done = 0
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else \
+            _InProcess() as pool:
+        for results in pool.map(_replicates, [design] * len(chunks), chunks, [truth] * len(chunks)):
+            for covered in results:
+                for name, held in covered.items():
+                    hits[name] += bool(held)
+            done += len(results)
+            if progress:
+                print(f"  {done}/{replicates} replicates, {time.perf_counter() - started:.0f} s", flush=True)
+    rows = []
+    for name in TYPES:
+        lower, upper = stats.wilson_interval(hits[name], replicates)
+        coverage = hits[name] / replicates
+        rows.append({"interval type": name, "coverage": coverage, "lower": lower, "upper": upper,
+                     "replicates": replicates, "truth": truth.get(name, math.nan),
+                     "meets target": TARGET[0] <= coverage <= TARGET[1]})
+    return pd.DataFrame(rows).set_index("interval type")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.calibration", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller models and fewer resamples (minutes on 2 cores)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object: interval type -> coverage")
+    parser.add_argument("--replicates", type=int, default=None, help="replicates (default: 200 quick, 400 full)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    args = parser.parse_args(argv)
+    for name in ("replicates", "workers"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    design = QUICK if args.quick else FULL
+    table = run(design, args.replicates, args.workers, progress=not args.json)
+    if args.json:
+        print(json.dumps({name: float(row["coverage"]) for name, row in table.iterrows()}))
+        return
+    print(f"Coverage at nominal {NOMINAL} ({'quick' if args.quick else 'full'} design; target "
+          f"{TARGET[0]} to {TARGET[1]}):")
+    print(table.round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Does a verdict survive other models? Every case rerun under several ``--seed`` values.
+
+    python -m harness.seed_check [--profile smoke] [--seeds 8] [--out DIR] [-k EXPR] [--workers N]
+
+Runs ``pytest claims/`` once per seed 0 .. seeds-1 (other masks, initialisations, batch orders and
+random sets; the same data), each into ``DIR/seed-<s>``, then reads the reports back. Per case:
+
+- **flip**: supported under one seed and refuted under another (never acceptable: a verdict
+  that flips with the seed alone was never evidence);
+- **spread ratio**: the standard deviation of the decisive estimate across seeds over the
+  interval's implied standard deviation (mean half width / 1.96). The interval holds the
+  model-level noise the seeds show when the ratio is at most 1.
+
+Prints a table (``--json``: one JSON object per case) and exits 1 if any case flips or has a
+ratio above 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import tempfile
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.report import load_results
+from harness.verdict import REFUTED, SUPPORTED
+
+Z = 1.959963984540054
+
+
+def run_seeds(seeds: int, out: Path, profile: str, keyword: str | None, workers: int, store: str | None) -> None:
+    for seed in range(seeds):
+        command = [sys.executable, "-m", "pytest", "claims/", "--profile", profile, "--seed", str(seed),
+                   "--reports-dir", str(out / f"seed-{seed}"), "-q", "-p", "no:cacheprovider", "-n", str(workers)]
+        command += ["-k", keyword] if keyword else []
+        command += ["--store", store] if store else []
+        print(f"seed {seed}: {' '.join(command[2:])}", flush=True)
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def summarise(out: Path) -> pd.DataFrame:
+    """One row per case over the seeds found under ``out``: verdicts, flip, spread ratio."""
+    runs = sorted(out.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not runs:
+        raise ValueError(f"no seed-<s> report folders under {out}")
+    by_case: dict[str, list] = {}
+    for run in runs:
+        for result in load_results(run):
+            by_case.setdefault(result.key, []).append(result)
+    rows = []
+    for key, results in sorted(by_case.items()):
+        estimates = np.array([r.decisive.estimate for r in results])
+        half_widths = np.array([r.decisive.half_width for r in results])
+        verdicts = [r.verdict for r in results]
+        finite = np.isfinite(estimates) & np.isfinite(half_widths)
+        spread = float(np.std(estimates[finite], ddof=1)) if finite.sum() >= 2 else math.nan
+        implied = float(np.mean(half_widths[finite]) / Z) if finite.any() else math.nan
+        rows.append({"case": key, "seeds": len(results),
+                     "supported": verdicts.count(SUPPORTED), "refuted": verdicts.count(REFUTED),
+                     "inconclusive": len(verdicts) - verdicts.count(SUPPORTED) - verdicts.count(REFUTED),
+                     "flip": SUPPORTED in verdicts and REFUTED in verdicts,
+                     "estimate sd across seeds": spread, "implied sd of the interval": implied,
+                     "spread ratio": spread / implied if implied > 0 else math.nan})
+    return pd.DataFrame(rows).set_index("case")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.seed_check", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="smoke", choices=["smoke", "default", "paper"])
+    parser.add_argument("--seeds", type=int, default=8, help="seeds 0 .. N-1 (default 8)")
+    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "memsuite-seed-check"),
+                        help="where each seed's reports go (DIR/seed-<s>)")
+    parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression selecting cases")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers per run")
+    parser.add_argument("--store", default=None, help="result store (default: the suite's)")
+    parser.add_argument("--summarise-only", action="store_true", help="read existing reports, run nothing")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per case")
+    args = parser.parse_args(argv)
+    if args.seeds < 2:
+        parser.error(f"--seeds must be >= 2 to compare seeds, got {args.seeds}")
+    out = Path(args.out)
+    if not args.summarise_only:
+        run_seeds(args.seeds, out, args.profile, args.keyword, args.workers, args.store)
+    table = summarise(out)
+    if args.json:
+        print(json.dumps(table.reset_index().to_dict(orient="records"), indent=1))
+    else:
+        print(table.round(4).to_string())
+    bad = table[table["flip"] | (table["spread ratio"] > 1)]
+    if len(bad):
+        print(f"\n{len(bad)} case(s) flip between supported and refuted or spread more than their interval "
+              f"implies: {', '.join(bad.index)}")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""harness.calibration measures coverage, and fails an interval that leaves a source of noise out.
+
+A small version of the quick design (20 replicates, a coarser truth): every interval type's
+coverage must not lie significantly below the 0.93 target (its Wilson upper bound reaches it).
+The same run with the models' noise left out of the crossed bootstrap (a one-level interval
+over points, the suite's old way) must fail that check for the approximation-error contrasts,
+where the models' noise is most of the noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from harness import calibration, stats
+
+SMALL = replace(calibration.QUICK, truth_draws=6, truth_configurations=24, n_boot=200)
+REPLICATES = 20
+
+
+def too_low(table) -> list[str]:
+    return [name for name, row in table.iterrows() if row["upper"] < calibration.TARGET[0]]
+
+
+@pytest.fixture(scope="module")
+def table():
+    return calibration.run(SMALL, REPLICATES, workers=1, progress=False)
+
+
+def test_every_interval_type_covers_its_truth(table):
+    assert list(table.index) == list(calibration.TYPES)
+    assert (table["replicates"] == REPLICATES).all()
+    assert not too_low(table), f"coverage significantly below {calibration.TARGET[0]}:\n{table}"
+
+
+def test_leaving_the_models_noise_out_fails_the_coverage_check(monkeypatch):
+    points_only = stats._replicates
+
+    def without_models(pools, points, n_boot, seed, resample_models, resample_points):
+        return points_only(pools, points, n_boot, seed, False, resample_points)
+
+    monkeypatch.setattr(stats, "_replicates", without_models)
+    table = calibration.run(replace(SMALL, truth_configurations=6, configurations=4), REPLICATES, workers=1,
+                            progress=False)
+    assert "approximation error, small" in too_low(table), f"a one-level interval passed:\n{table}"
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="replicates"):
+        calibration.run(SMALL, 0, workers=1)
+    with pytest.raises(SystemExit):
+        calibration.main(["--replicates", "0"])
