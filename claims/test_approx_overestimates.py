@@ -29,7 +29,7 @@ import pytest
 
 from harness import image_plots, plots, stats
 from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
-from harness.profiles import SIZE_BINS
+from harness.profiles import FZ20_RATE, SIZE_BINS
 from harness.verdict import ClaimResult, Statistic, Threshold, intersection_union, undecidable
 
 CLAIM = "approx-overestimates"
@@ -40,13 +40,13 @@ MIN_POINTS_PER_BIN = 3
 
 def cases(profile):
     if profile.name == "smoke":
-        return [Case("synthetic", "ridge", 0.7), Case("synthetic", "mlp", 0.7), Case("digits", "ridge", 0.7),
-                Case("fashion-mnist", "ridge", 0.7)]
+        return [Case("synthetic", "ridge", FZ20_RATE), Case("synthetic", "mlp", FZ20_RATE), Case("digits", "ridge", FZ20_RATE),
+                Case("fashion-mnist", "ridge", FZ20_RATE)]
     grid = [Case(data, family, rate) for data in ("synthetic", "synthetic-steep")
             for family in ("ridge", "mlp") for rate in profile.rates]
     # Images: the ridge family only; an MLP's LOO study on 1,000 images costs ~10 CPU minutes.
-    return grid + [Case(data, family, 0.7) for data in ("synthetic-overlapping", "digits")
-                   for family in ("ridge", "mlp")] + [Case(data, "ridge", 0.7) for data in ("mnist", "fashion-mnist")]
+    return grid + [Case(data, family, FZ20_RATE) for data in ("synthetic-overlapping", "digits")
+                   for family in ("ridge", "mlp")] + [Case(data, "ridge", FZ20_RATE) for data in ("mnist", "fashion-mnist")]
 
 
 def contrasts(study, seed: int = 0) -> list[Statistic]:

@@ -34,7 +34,7 @@ from harness import image_plots, plots, stats
 from harness.duplicates import find_near_duplicates
 from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
 from harness.verdict import ClaimResult, Statistic, Threshold, intersection_union
-from harness.profiles import FZ20_HIGH_INFLUENCE
+from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE
 
 CLAIM = "error-is-subpopulation"
 INFLUENCE_CUT = FZ20_HIGH_INFLUENCE
@@ -44,10 +44,10 @@ THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: highest-error points are small s
 
 def cases(profile):
     if profile.name == "smoke":
-        return [Case("synthetic", "ridge", 0.7), Case("digits", "ridge", 0.7)]
+        return [Case("synthetic", "ridge", FZ20_RATE), Case("digits", "ridge", FZ20_RATE)]
     # Images: the ridge family only (the approx-overestimates study they share, through the store).
-    return [Case(data, family, 0.7) for data in ("synthetic", "synthetic-steep", "digits")
-            for family in ("ridge", "mlp")] + [Case(data, "ridge", 0.7) for data in ("mnist", "fashion-mnist")]
+    return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
+            for family in ("ridge", "mlp")] + [Case(data, "ridge", FZ20_RATE) for data in ("mnist", "fashion-mnist")]
 
 
 def end_contrasts(study, seed: int = 0) -> dict:
@@ -100,13 +100,13 @@ def test_largest_errors_fall_on_small_subpopulations(case, profile, store, devic
     decisive = intersection_union(contrasts, THRESHOLD)
     spp = []
     for label, rows, paper in (("highest", top, "0.77 +- 0.26"), ("lowest", bottom, "0.32 +- 0.26")):
-        interval = stats.bootstrap_mean(rows["spp_out"].to_numpy())
-        spp.append(Statistic(f"held-out SPP of the {k} {label}-error points", interval.estimate,
-                             interval.lower, interval.upper, interval.n, unit="points",
-                             note=f"IMN25 4.2: {paper} (100 points)"))
-    gap = stats.bootstrap_difference(top["spp_out"].to_numpy(), bottom["spp_out"].to_numpy())
-    spp.append(Statistic("held-out SPP, highest minus lowest error", gap.estimate, gap.lower, gap.upper,
-                         gap.n, unit="points", note="IMN25 4.2: 0.77 - 0.32 = 0.45"))
+        spp.append(Statistic.from_interval(f"held-out SPP of the {k} {label}-error points",
+                                           stats.bootstrap_mean(rows["spp_out"].to_numpy()),
+                                           note=f"IMN25 4.2: {paper} (100 points)"))
+    spp.append(Statistic.from_interval("held-out SPP, highest minus lowest error",
+                                       stats.bootstrap_difference(top["spp_out"].to_numpy(),
+                                                                  bottom["spp_out"].to_numpy()),
+                                       note="IMN25 4.2: 0.77 - 0.32 = 0.45"))
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
         statistics=contrasts + spp,

@@ -37,12 +37,12 @@ from harness import estimators, plots, stats
 from harness.experiments import Case, load_dataset, subsampled_scores, training_points
 from harness.null import with_relabelled_null
 from harness.verdict import INCONCLUSIVE, ClaimResult, Statistic, Threshold
+from harness.profiles import FZ20_RATE
 
 CLAIM = "fractional-definition"
 THRESHOLD = Threshold(0.0, "above", "IMN26: the fractional definition has fewer false positives, so the "
                                     "original's FPR at 95 % TPR minus the fractional one's is positive (the "
                                     "sign of the claim)")
-RATE = 0.7
 TARGET_TPR = 0.95
 NULL_QUANTILE = 1.0 - TARGET_TPR
 NULL_SHARE = 0.05   # null points per training point, about the data's own label noise (5 %)
@@ -60,8 +60,8 @@ def memorized_truth(dataset) -> np.ndarray:
 
 
 def _rate(name: str, interval, note: str = "") -> Statistic:
-    return Statistic(name, interval.estimate, interval.lower, interval.upper, interval.n,
-                     unit="non-memorized points" if name.startswith("FPR") else "memorized points", note=note)
+    return Statistic.from_interval(name, interval, note=note,
+                                   unit="non-memorized points" if name.startswith("FPR") else "memorized points")
 
 
 def false_positives(interval) -> int:
@@ -83,7 +83,7 @@ def test_fractional_score_with_a_null_threshold_has_fewer_false_positives(case, 
                                                                          conclude):
     base = load_dataset(case.data, profile.name)
     null = with_relabelled_null(base, max(MIN_NULL_POINTS, round(NULL_SHARE * base.n_train)))
-    all_scores, ensemble = subsampled_scores(null.dataset, case.spec(profile), RATE, profile.subsampled_models,
+    all_scores, ensemble = subsampled_scores(null.dataset, case.spec(profile), FZ20_RATE, profile.subsampled_models,
                                              store, device, seed)
     scores = {"original": all_scores, "fractional": estimators.fractional(all_scores)}
     real = null.original_points
@@ -142,7 +142,7 @@ def test_fractional_score_with_a_null_threshold_has_fewer_false_positives(case, 
                f"null points' original score: median {np.median(null_scores):.3f}, {NULL_QUANTILE:.0%} quantile "
                f"{np.quantile(null_scores, NULL_QUANTILE):.3f}; their P_in averages "
                f"{all_scores.p_in[null.is_null].mean():.3f}",
-               f"subsampled estimator, r = {RATE}, k = {ensemble.n_models} models",
+               f"subsampled estimator, r = {FZ20_RATE}, k = {ensemble.n_models} models",
                ranking_note(all_scores, real)],
     )
     if result.verdict == INCONCLUSIVE:

@@ -32,14 +32,13 @@ from scipy import stats as scipy_stats
 
 from harness import plots, stats
 from harness.experiments import Case, load_dataset, subsampled_scores, training_points
-from harness.profiles import SIZE_BINS
+from harness.profiles import FZ20_RATE, SIZE_BINS
 from harness.verdict import ClaimResult, Statistic, Threshold
 
 CLAIM = "fz-long-tail"
 THRESHOLD = Threshold(0.0, "above", "FZ20: high-memorization points are atypical, so atypical points make up "
                                     "more of them than of the training set (the sign of the claim)")
 HIGH_SCORE = 0.25   # FZ20's threshold for memorized points
-RATE = 0.7          # FZ20's sampling rate
 TOP_SHARE = 0.10    # the top decile of scores, a threshold-free view of "high"
 
 
@@ -91,7 +90,7 @@ def enrichment_interval(scores, atypical: np.ndarray, data, seed: int = 0):
 @pytest.mark.claim(CLAIM)
 def test_high_memorization_points_are_mostly_atypical(case, profile, store, device, seed, conclude):
     data = load_dataset(case.data, profile.name)
-    scores, ensemble = subsampled_scores(data, case.spec(profile), RATE, profile.subsampled_models, store, device,
+    scores, ensemble = subsampled_scores(data, case.spec(profile), FZ20_RATE, profile.subsampled_models, store, device,
                                          seed)
     kinds = kinds_of_point(data)
     atypical = kinds["atypical"]
@@ -116,7 +115,7 @@ def test_high_memorization_points_are_mostly_atypical(case, profile, store, devi
         paper={"figure": "high-memorization examples are atypical, ambiguous or mislabeled (qualitative)",
                "source": "FZ20 (CIFAR-100 and ImageNet, subsampled estimator r = 0.7, threshold 0.25)"},
         models_trained=ensemble.n_models,
-        notes=[f"{data.n_train} points scored by the subsampled estimator (r = {RATE}, k = {ensemble.n_models}); "
+        notes=[f"{data.n_train} points scored by the subsampled estimator (r = {FZ20_RATE}, k = {ensemble.n_models}); "
                f"{int(high.sum())} have score >= {HIGH_SCORE}; sub-population sizes {sizes_known}",
                f"atypical = sub-population of size <= {SIZE_BINS['small'][1]} (singletons included) or mislabeled: "
                f"{atypical.mean():.1%} of the training set, so the enrichment can be at most "

@@ -27,7 +27,7 @@ from harness.removal import (
     selection_scores,
 )
 from harness.verdict import ClaimResult, Threshold, undecidable
-from harness.profiles import FZ20_HIGH_INFLUENCE
+from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE
 
 CLAIM = "fz-marginal-utility"
 MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
@@ -37,8 +37,8 @@ THRESHOLD = Threshold(0.0, "above", "FZ20: removing memorized points costs more 
 
 def cases(profile):
     if profile.name == "smoke":
-        return [Case("synthetic", "ridge", 0.7), Case("digits", "ridge", 0.7)]
-    return [Case(data, family, 0.7) for data in ("synthetic", "synthetic-steep", "digits")
+        return [Case("synthetic", "ridge", FZ20_RATE), Case("digits", "ridge", FZ20_RATE)]
+    return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
             for family in ("ridge", "mlp")] + [Case("synthetic", "ridge")]
 
 

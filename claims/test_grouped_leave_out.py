@@ -49,7 +49,7 @@ from harness import plots, stats
 from harness.ensemble import train_ensemble
 from harness.experiments import Case, load_dataset, loo_scores, pick_targets, subsampled_scores, training_points
 from harness.grouped import grouped_plan, grouped_scores
-from harness.profiles import SIZE_BINS, size_bin
+from harness.profiles import FZ20_RATE, SIZE_BINS, size_bin
 from harness.verdict import ClaimResult, Statistic, Threshold
 
 CLAIM = "grouped-leave-out"
@@ -58,7 +58,6 @@ THRESHOLD = Threshold(MARGIN, "below",
                       "harness design claim, not from the papers: the margin is IMN25 4.2's tolerance, a score "
                       "within 5 % of exact LOO agrees with it; the whole 95 % interval of the mean difference "
                       "on small sub-populations must lie inside (-0.05, 0.05)")
-FZ20_RATE = 0.7              # FZ20's sampling rate, as approx-overestimates uses it
 RIDGE_TARGETS_FACTOR = 4     # ridge targets per bin = this x profile.loo_targets_per_bin (LOO is free)
 MIN_POINTS_PER_BIN = 2       # a bootstrap needs two values
 
@@ -70,8 +69,7 @@ def cases(profile):
 
 
 def mean_difference(name: str, estimate: np.ndarray, exact: np.ndarray, note: str = "") -> Statistic:
-    interval = stats.bootstrap_mean(estimate - exact)
-    return Statistic(name, interval.estimate, interval.lower, interval.upper, interval.n, unit="points", note=note)
+    return Statistic.from_interval(name, stats.bootstrap_mean(estimate - exact), note=note)
 
 
 def absolute_of(signed: Statistic) -> Statistic:

@@ -12,11 +12,12 @@ of points scoring >= 0.25. Across configurations,
 
 with a Fisher z interval over the configurations, widened by the models' own noise (each
 configuration's two figures come from a finite ensemble: the variance of atanh r when every
-ensemble's models are resampled, ``harness.stats.pearson_with_model_noise``), and the claim
-holds when its upper bound is below 0 (the sign of the claim; IMN25 reports
--0.997 over 19 configurations, and its own text also prints "0.997"). The Fisher interval
-is decisive because percentile bootstrap intervals of a correlation under-cover with a
-dozen pairs; bootstrap intervals and Spearman correlations are reported beside it.
+ensemble's models are resampled, ``harness.experiments.correlation_across_configurations``),
+and the claim holds when its upper bound is below 0 (the sign of the claim; IMN25 reports
+-0.997 over 19 configurations, and its own text also prints "0.997"). The configurations'
+variance is the jackknife's, with a t quantile, because configurations are not bivariate
+normal (the plain Fisher interval covered 0.885 in ``harness.calibration``); percentile
+bootstrap intervals and Spearman correlations are reported beside it.
 
 An identity explains much of it. Each point is in the same number of models of a balanced
 plan, so the mean of P_in over points is the models' accuracy on their own training
@@ -45,13 +46,13 @@ import pytest
 from scipy import stats as scipy_stats
 
 from harness import plots, stats
-from harness.experiments import load_dataset, subsampled_scores
+from harness.experiments import correlation_across_configurations, load_dataset, subsampled_scores
 from harness.verdict import ClaimResult, Statistic, Threshold
+from harness.profiles import FZ20_RATE
 
 CLAIM = "mem-gen-anticorrelated"
 THRESHOLD = Threshold(0.0, "below", "IMN25 5: memorization and test accuracy are negatively correlated (the "
                                     "sign of the claim; the paper reports -0.997, its text also '0.997')")
-RATE = 0.7
 HIGH_SCORE = 0.25
 AUGMENTATION_NOISE = 0.25  # input-noise standard deviation; the features are of order 1
 # One ensemble per configuration; the mean score averages every training point, so a few
@@ -113,7 +114,7 @@ def cases(profile):
 def measure(configuration: Configuration, models: int, profile, store, device, seed=0):
     """One configuration's figures, and its scores and ensemble (for resampling its models)."""
     data = load_dataset(configuration.data, profile.name)
-    scores, ensemble = subsampled_scores(data, configuration.spec, RATE, models, store, device, seed)
+    scores, ensemble = subsampled_scores(data, configuration.spec, FZ20_RATE, models, store, device, seed)
     train_accuracy = float(ensemble.train_accuracy().mean())
     test_accuracy = float(ensemble.test_accuracy().mean())
     return {"configuration": f"{configuration.label} on {configuration.data}",
@@ -125,24 +126,8 @@ def measure(configuration: Configuration, models: int, profile, store, device, s
             "models": ensemble.n_models}, (scores, ensemble)
 
 
-def model_variance_of_correlation(measured: list, seed: int = 0) -> float:
-    """Variance of atanh r(mean memorization, test accuracy) when every configuration's models are
-    resampled (the configurations held fixed)."""
-    pools = {str(i): scores.model_groups for i, (scores, _) in enumerate(measured)}
-    accuracies = [ensemble.test_accuracy() for _, ensemble in measured]
-
-    def fisher_z(replicate):
-        weights = [replicate.models[str(i)] for i in range(len(measured))]
-        memorization = [np.nanmean(scores.rescored(w)) for (scores, _), w in zip(measured, weights)]
-        accuracy = [a @ w / w.sum() for a, w in zip(accuracies, weights)]
-        return {"z": np.arctanh(np.clip(np.corrcoef(memorization, accuracy)[0, 1], -1 + 1e-12, 1 - 1e-12))}
-
-    return stats.crossed_bootstrap(fisher_z, pools, seed=seed, components=False)["z"].var_both
-
-
 def correlation(name: str, interval, note: str = "") -> Statistic:
-    return Statistic(name, interval.estimate, interval.lower, interval.upper, interval.n,
-                     unit="configurations", note=note or interval.method)
+    return Statistic.from_interval(name, interval, unit="configurations", note=note or interval.method)
 
 
 def partial_pearson(x, y, control, alpha: float = 0.05) -> Statistic:
@@ -171,9 +156,8 @@ def test_memorization_and_test_accuracy_are_negatively_correlated(case, profile,
 
     decisive = Statistic.from_interval(
         "Pearson r(mean memorization, test accuracy)",
-        stats.pearson_with_model_noise(memorization, accuracy, model_variance_of_correlation(measured, seed),
-                                       int(table["models"].sum())),
-        unit="configurations", note="Fisher z over configurations, widened by the models' variance",
+        correlation_across_configurations(measured, seed),
+        unit="configurations", note="Fisher z: the jackknife over configurations plus the models' variance",
         models_per_arm={"models per configuration": models})
     further = [
         correlation("Pearson r(mean memorization, test accuracy), bootstrap",
@@ -191,9 +175,8 @@ def test_memorization_and_test_accuracy_are_negatively_correlated(case, profile,
     partial = partial_pearson(memorization, accuracy, table["training accuracy"])
     further += [with_gap, predicted, partial]
     difference = stats.bootstrap_mean((memorization - gap).to_numpy())
-    further.append(Statistic("mean memorization minus generalization gap", difference.estimate, difference.lower,
-                             difference.upper, difference.n, unit="configurations",
-                             note="0 when the identity holds exactly"))
+    further.append(Statistic.from_interval("mean memorization minus generalization gap", difference,
+                                           unit="configurations", note="0 when the identity holds exactly"))
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=", ".join(sorted({c.data for c in case.configurations})),
         decisive=decisive, threshold=THRESHOLD, statistics=further,
@@ -201,7 +184,7 @@ def test_memorization_and_test_accuracy_are_negatively_correlated(case, profile,
                "source": "IMN25 5 (VGG, ResNet, ViT on CIFAR-10/100 and Tiny ImageNet, with and without weight "
                          "decay and augmentation)"},
         models_trained=int(table["models"].sum()),
-        notes=[f"{len(table)} configurations, one subsampled ensemble each (r = {RATE}, k = {models})",
+        notes=[f"{len(table)} configurations, one subsampled ensemble each (r = {FZ20_RATE}, k = {models})",
                f"mean memorization is the mean over points of P_in - P_out, and P_in ~ training accuracy, P_out ~ "
                f"accuracy on unseen points, so mean memorization ~ the generalization gap: the gap explains "
                f"{with_gap.estimate ** 2:.1%} of the variance of mean memorization across configurations, "

@@ -21,15 +21,15 @@ from __future__ import annotations
 import pytest
 
 from harness.experiments import Case
+from harness.profiles import FZ20_RATE
 
 # claims/ is on sys.path while pytest collects it (rootdir conftest, no __init__.py).
 from test_approx_overestimates import CLAIM, overestimation_study
 
-RATE = 0.7  # FZ20's sampling rate, as in IMN25 4.2
 
 
 def cases(profile):
-    return [Case("cifar10", "cnn", RATE)]
+    return [Case("cifar10", "cnn", FZ20_RATE)]
 
 
 @pytest.mark.paper

@@ -25,14 +25,13 @@ import pytest
 
 from harness import plots, stats
 from harness.experiments import Case, load_dataset
-from harness.profiles import size_bin
 from harness.removal import (
     describe_scores,
     removal_experiment,
     selection_scores,
 )
 from harness.verdict import ClaimResult, Statistic, Threshold, undecidable
-from harness.profiles import FZ20_HIGH_INFLUENCE
+from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, size_bin
 
 CLAIM = "removal-shifts-distribution"
 MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
@@ -42,8 +41,8 @@ THRESHOLD = Threshold(0.0, "above", "IMN25 4.3: the drop comes from the test poi
 
 def cases(profile):
     if profile.name == "smoke":
-        return [Case("synthetic", "ridge", 0.7)]
-    return [Case(data, family, 0.7) for data in ("synthetic", "synthetic-steep", "digits")
+        return [Case("synthetic", "ridge", FZ20_RATE)]
+    return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
             for family in ("ridge", "mlp")]
 
 

@@ -134,9 +134,9 @@ def test_raising_the_sampling_rate_removes_the_bias_of_small_subpopulations(case
     bias = bias_by_bin(errors)
     small = bias[bias["bin"] == "small"]
     trend = stats.spearman(small["rate"], small["bias"])
-    further = [Statistic("Spearman of bias(small) with the rate", trend.estimate, trend.lower, trend.upper,
-                         trend.n, unit="rates",
-                         note="negative when the bias falls as r rises; Fisher z interval (zero width at -1 or 1)")]
+    further = [Statistic.from_interval("Spearman of bias(small) with the rate", trend, unit="rates",
+                                       note="negative when the bias falls as r rises; Fisher z interval (zero width "
+                                            "at -1 or 1)")]
     last = small[small["rate"] == high].iloc[0]
     further.append(Statistic(f"bias of small sub-populations at r={high}", last["bias"], last["lower"],
                              last["upper"], int(last["points"]), unit="points", note="0 when the bias is removed"))

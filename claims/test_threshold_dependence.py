@@ -39,7 +39,7 @@ import pytest
 
 from harness import plots, stats
 from harness.experiments import Case, load_dataset
-from harness.profiles import SIZE_BINS, size_bin
+from harness.profiles import FZ20_RATE, SIZE_BINS, size_bin
 from harness.removal import (
     describe_scores,
     marginal_utility,
@@ -58,8 +58,8 @@ THETAS = {"smoke": (0.1, 0.25, 0.5, 0.9), "default": (0.1, 0.2, 0.25, 0.3, 0.4, 
 
 def cases(profile):
     if profile.name == "smoke":
-        return [Case("synthetic", "ridge", 0.7)]
-    return [Case(data, family, 0.7) for data in ("synthetic", "synthetic-steep", "digits")
+        return [Case("synthetic", "ridge", FZ20_RATE)]
+    return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
             for family in ("ridge", "mlp")] + [Case("synthetic", "ridge")]
 
 

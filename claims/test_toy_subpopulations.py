@@ -26,7 +26,7 @@ from harness import estimators, stats
 from harness.data import SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
 from harness.masks import full_plan, subsampled_plan
-from harness.profiles import size_bin
+from harness.profiles import FZ20_RATE, size_bin
 from harness.train import RidgeSpec
 
 TOY_RIDGE = RidgeSpec(features=256, models_per_pass=100)
@@ -61,7 +61,7 @@ def _scores(spec, rate, store):
 
 @given(separated_structures)
 def test_separated_singletons_score_the_same_under_both_estimators(store, spec):
-    data, loo, sub, bins = _scores(spec, 0.7, store)
+    data, loo, sub, bins = _scores(spec, FZ20_RATE, store)
     singletons = np.flatnonzero(bins == "singleton")
     alpha = _alpha() / len(singletons)
     _, loo_low, loo_high = stats.newcombe_difference(loo.correct_in[singletons], loo.n_in[singletons],
@@ -91,7 +91,7 @@ def test_small_subpopulations_are_not_underestimated_and_error_falls_with_rate(s
 
 @given(separated_structures)
 def test_leaving_out_a_point_of_a_large_subpopulation_changes_nothing(store, spec):
-    data, loo, _, bins = _scores(spec, 0.7, store)
+    data, loo, _, bins = _scores(spec, FZ20_RATE, store)
     large = loo.score[bins == "large"]
     if len(large) < MIN_POINTS:
         return

@@ -47,14 +47,13 @@ import pandas as pd
 from harness import estimators, stats
 from harness.data import SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
-from harness.experiments import ApproximationStudy, training_points
+from harness.experiments import ApproximationStudy, correlation_across_configurations, training_points
 from harness.masks import full_plan, subsampled_plan
-from harness.profiles import size_bin
+from harness.profiles import FZ20_RATE, size_bin
 from harness.removal import marginal_utility
 from harness.store import Store
 from harness.train import RidgeSpec
 
-RATE = 0.7  # FZ20's sampling rate, as the claims use it
 NOMINAL = 0.95
 TARGET = (0.93, 0.995)
 TYPES = ("approximation error, small", "approximation error, small minus large", "removal drop",
@@ -98,7 +97,7 @@ def _approximation(design: Design, data, models_factor: int, store: Store, seed:
                                   store, seed, progress=False)
     loo = estimators.closed_form_loo(loo_ensemble.masks, loo_ensemble.arrays["train_margin"],
                                      loo_ensemble.arrays["loo_margin"])
-    plan = subsampled_plan(data.n_train, design.subsampled_models * models_factor, RATE, seed)
+    plan = subsampled_plan(data.n_train, design.subsampled_models * models_factor, FZ20_RATE, seed)
     sub_ensemble = train_ensemble(data, replace(design.ridge, closed_form_loo=False), plan, store, seed,
                                   progress=False)
     sub = estimators.subsampled(sub_ensemble.masks, sub_ensemble.arrays["train_margin"])
@@ -131,7 +130,7 @@ def _configuration(rng: np.random.Generator, design: Design) -> RidgeSpec:
 
 
 def _memorization_and_accuracy(design: Design, data, spec, models: int, store: Store, seed: int):
-    plan = subsampled_plan(data.n_train, models, RATE, seed)
+    plan = subsampled_plan(data.n_train, models, FZ20_RATE, seed)
     ensemble = train_ensemble(data, spec, plan, store, seed, progress=False)
     return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), ensemble
 
@@ -142,20 +141,7 @@ def _correlation(design: Design, store: Store, seed: int) -> stats.CrossedInterv
     measured = [_memorization_and_accuracy(design, _data(design, 3 * 10**6 + seed * design.configurations + j),
                                            _configuration(rng, design), design.subsampled_models, store, seed)
                 for j in range(design.configurations)]
-    memorization = [float(scores.score.mean()) for scores, _ in measured]
-    accuracy = [float(ensemble.test_accuracy().mean()) for _, ensemble in measured]
-    accuracies = [ensemble.test_accuracy() for _, ensemble in measured]
-
-    def fisher_z(replicate):
-        weights = [replicate.models[str(i)] for i in range(len(measured))]
-        mem = [np.nanmean(scores.rescored(w)) for (scores, _), w in zip(measured, weights)]
-        acc = [a @ w / w.sum() for a, w in zip(accuracies, weights)]
-        return {"z": np.arctanh(np.clip(np.corrcoef(mem, acc)[0, 1], -1 + 1e-12, 1 - 1e-12))}
-
-    variance = stats.crossed_bootstrap(fisher_z, {str(i): s.model_groups for i, (s, _) in enumerate(measured)},
-                                       n_boot=max(100, design.n_boot // 2), seed=seed, components=False)
-    return stats.pearson_with_model_noise(memorization, accuracy, variance["z"].var_both,
-                                          design.configurations * design.subsampled_models)
+    return correlation_across_configurations(measured, seed, n_boot=max(100, design.n_boot // 2))
 
 
 def population_truth(design: Design, store: Store) -> dict[str, float]:

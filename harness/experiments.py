@@ -169,6 +169,26 @@ class Case:
         return specs[self.family]
 
 
+def correlation_across_configurations(measured: list, seed: int = 0, n_boot: int = 1000) -> stats.CrossedInterval:
+    """Pearson r of mean memorization and mean test accuracy across configurations, each a
+    ``(MemorizationScores, Ensemble)`` pair: the jackknife over configurations plus the variance
+    of atanh r when every configuration's models are resampled
+    (``harness.stats.pearson_with_model_noise``)."""
+    accuracies = [ensemble.test_accuracy() for _, ensemble in measured]
+
+    def fisher_z(replicate):
+        weights = [replicate.models[str(i)] for i in range(len(measured))]
+        memorization = [np.nanmean(scores.rescored(w)) for (scores, _), w in zip(measured, weights)]
+        accuracy = [a @ w / w.sum() for a, w in zip(accuracies, weights)]
+        return {"z": np.arctanh(np.clip(np.corrcoef(memorization, accuracy)[0, 1], -1 + 1e-12, 1 - 1e-12))}
+
+    pools = {str(i): scores.model_groups for i, (scores, _) in enumerate(measured)}
+    variance = stats.crossed_bootstrap(fisher_z, pools, n_boot=n_boot, seed=seed, components=False)["z"].var_both
+    return stats.pearson_with_model_noise([scores.score.mean() for scores, _ in measured],
+                                          [accuracy.mean() for accuracy in accuracies], variance,
+                                          sum(ensemble.n_models for _, ensemble in measured))
+
+
 def pick_targets(dataset: Dataset, per_bin: int, seed: int = 0) -> np.ndarray:
     """LOO targets: up to ``per_bin`` points from each size bin (random points if sizes are unknown)."""
     rng = np.random.default_rng(seed)

@@ -30,6 +30,9 @@ from harness.data import SubpopulationSpec
 from harness.train import MLPSpec, RidgeSpec
 from harness.zoo import ConvSpec
 
+# FZ20's sampling rate r of the subsampled estimator (CLAIMS.md: r = 0.7), also IMN25's.
+FZ20_RATE = 0.7
+
 # FZ20's high-influence cut: the 1,015 CIFAR-100 pairs it released have mem >= 0.25 (CLAIMS.md);
 # also IMN25's first false-positive threshold.
 FZ20_HIGH_INFLUENCE = 0.25

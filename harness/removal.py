@@ -41,11 +41,10 @@ from harness.data import UNKNOWN_GROUP, Dataset
 from harness.ensemble import train_ensemble
 from harness.experiments import loo_scores, subsampled_scores
 from harness.masks import loo_plan, removal_plan
-from harness.profiles import SIZE_BINS, Profile
+from harness.profiles import FZ20_RATE, SIZE_BINS, Profile
 from harness.store import Store
 from harness.verdict import Statistic
 
-FZ20_RATE = 0.7  # FZ20's sampling rate r for the subsampled estimator
 ARMS = ("memorized", "random", "low-score large")
 FULL_ARM = "none"  # the row of S itself in tables
 

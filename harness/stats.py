@@ -416,15 +416,8 @@ def _replicates(model_pools: dict, point_sets: dict, n_boot: int, seed: int,
              for name, points in point_sets.items()})
 
 
-def _finite_replicates(values: list[dict], name: str) -> np.ndarray:
-    return np.array([v[name] for v in values], dtype=float)
-
-
-def _interaction_corrected(both: float, models_only: float, points_only: float) -> float:
-    """A + B + 2E from the three bootstrap variances (module docstring)."""
-    if not (math.isfinite(models_only) and math.isfinite(points_only)):
-        return both
-    return min(both, models_only + points_only)
+def _values(replicates: list[dict], name: str) -> np.ndarray:
+    return np.array([figures[name] for figures in replicates], dtype=float)
 
 
 def _finite_variance(values: np.ndarray) -> float:
@@ -466,15 +459,15 @@ def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | Non
                                                                     with_models, with_points)]
     n_points = sum(p.n for p in points.values())
     n_models = sum(len(groups) for groups in models.values())
-    description = ", ".join([f"models within {sum(len(np.unique(g)) for g in models.values())} pools"] * bool(models)
-                            + [f"points in {sum(p.n_clusters for p in points.values())} clusters"] * bool(points))
+    resampled = ([f"models within {sum(len(np.unique(g)) for g in models.values())} pools"] if models else []) + \
+                ([f"points in {sum(p.n_clusters for p in points.values())} clusters"] if points else [])
     out = {}
     for name, estimate in estimates.items():
-        replicates = _finite_replicates(both, name)
+        replicates = _values(both, name)
         finite = replicates[np.isfinite(replicates)]
         undefined = len(replicates) - len(finite)
-        method = f"crossed bootstrap percentile ({description}; {n_boot} resamples)"
-        variances = {label: _finite_variance(_finite_replicates(values, name)) for label, values in one_way.items()}
+        method = f"crossed bootstrap percentile ({', '.join(resampled)}; {n_boot} resamples)"
+        variances = {label: _finite_variance(_values(values, name)) for label, values in one_way.items()}
         common = dict(n=n_points or n_models, models=n_models, undefined=undefined,
                       var_models_only=float(variances.get("models", math.nan)),
                       var_points_only=float(variances.get("points", 0.0 if not points else math.nan)))
@@ -487,14 +480,14 @@ def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | Non
         degenerate = bool(np.all(finite == estimate))
         variance = float(np.var(finite))
         interaction = 0.0
-        if {"models", "points"} <= set(variances) and variance > 0:
-            corrected = _interaction_corrected(variance, variances["models"], variances["points"])
-            if math.isfinite(variances["models"] + variances["points"]):
-                interaction = max(variance - variances["models"] - variances["points"], 0.0)
-            shrink = math.sqrt(corrected / variance)
+        one_way_sum = variances.get("models", math.nan) + variances.get("points", math.nan)
+        if math.isfinite(one_way_sum) and variance > 0:
+            # Both ways resampled: the interaction counted twice, not three times (module docstring).
+            interaction = max(variance - one_way_sum, 0.0)
+            shrink = math.sqrt(min(variance, one_way_sum) / variance)
             lower, upper = estimate - shrink * (estimate - lower), estimate + shrink * (upper - estimate)
-            variance = corrected
-            method += ", variance of the one-way runs summed"
+            variance = min(variance, one_way_sum)
+            method += ", scaled to the one-way variances' sum"
         out[name] = CrossedInterval(estimate, float(lower), float(upper), method=method,
                                     var_both=variance, var_interaction=interaction, degenerate=degenerate, **common)
     return out

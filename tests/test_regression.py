@@ -46,3 +46,20 @@ def test_a_mistaken_sampling_rate_fails_the_regression_check_naming_the_statisti
     changed.assert_outcomes(failed=1)
     changed.stdout.fnmatch_lines(["*regression against the baseline*",
                                   "*overestimation of small sub-populations*moved*tolerance*"])
+
+
+def test_seed_changes_the_models_not_the_data_and_is_recorded(pytester, claim_project, tmp_path):
+    import json
+
+    arguments = [a for a in claim_project if a not in ("--baseline", str(tmp_path / "baseline.json"))]
+    for seed in (0, 3):
+        reports = tmp_path / f"reports-{seed}"
+        run = pytester.runpytest_subprocess(*arguments, "--seed", str(seed), "--reports-dir", str(reports))
+        outcomes = run.parseoutcomes()
+        assert sum(outcomes.get(kind, 0) for kind in ("passed", "xfailed", "failed")) == 1, outcomes
+    first, second = (json.loads(next((tmp_path / f"reports-{seed}").glob("*/*.json")).read_text()) for seed in (0, 3))
+    assert (first["seed"], second["seed"]) == (0, 3)
+    assert first["dataset"] == second["dataset"]
+    assert first["decisive"]["estimate"] != second["decisive"]["estimate"]   # other models
+    runs = [json.loads(path.read_text())["seed"] for path in (tmp_path / "store").glob("*/config.json")]
+    assert sorted(set(runs)) == [0, 3]
