@@ -12,10 +12,7 @@ every arm gets the same training seed, so (acc(h_k^S), acc(h_k^{S \\ R})) are pa
 arm draws *its own* random set for each model k, so resampling models also redraws the random
 set. Intervals are crossed bootstraps (``harness.stats.crossed_bootstrap``) over the model
 index k (all arms together, keeping the pairs) and the test points, resampled as whole
-sub-populations within their size bin (the bin of their training size, which the synthetic
-generator fixes by design: resampling across bins would add variation no data draw has) and
-within the parts a statistic compares (purged or kept, leaked or clean). The intervals
-condition on the selected sets: another seed's scoring models select a somewhat different R.
+sub-populations (within strata where a statistic compares parts of the test split):
 
     drop(R)            = utility(R) on the whole test split
     drop(R; T)         = the same on a subset T of the test points (or a weighting of them)
@@ -44,7 +41,7 @@ from harness.data import UNKNOWN_GROUP, Dataset
 from harness.ensemble import train_ensemble
 from harness.experiments import loo_scores, subsampled_scores
 from harness.masks import loo_plan, removal_plan
-from harness.profiles import FZ20_RATE, SIZE_BINS, Profile, size_bin
+from harness.profiles import FZ20_RATE, SIZE_BINS, Profile
 from harness.store import Store
 from harness.verdict import Statistic
 
@@ -220,14 +217,11 @@ class MarginalUtility:
 
     def bootstrap(self, statistic, strata=None, n_boot: int = 1000, components: bool = True) -> dict:
         """Crossed bootstrap (module docstring) of ``statistic(replicate) -> {name: value}``: the
-        model index k of every arm together, and the test points by sub-population within their
-        size bin and within ``strata`` (labels per test point, e.g. purged or kept)."""
+        model index k of every arm together, and the test points by sub-population within ``strata``."""
         clusters = (self.dataset.group_test if self.dataset.group_test is not None
                     else np.full(self.dataset.n_test, UNKNOWN_GROUP))
-        bins = size_bin(self.dataset.group_size_test)
-        labels = bins if strata is None else np.char.add(bins.astype(str), np.asarray(strata).astype(str))
         return stats.crossed_bootstrap(statistic, {"models": np.zeros(self.models_per_arm, dtype=np.int64)},
-                                       {"test": stats.Points(clusters, labels)}, n_boot=n_boot, seed=self.seed,
+                                       {"test": stats.Points(clusters, strata)}, n_boot=n_boot, seed=self.seed,
                                        components=components)
 
     def resampled_accuracy(self, replicate, name: str | None = None, test_points=None) -> float:
