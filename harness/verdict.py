@@ -62,7 +62,7 @@ class Statistic:
     n: int
     unit: str = "models"
     note: str = ""
-    # From a crossed bootstrap: {"var_points", "var_models", "models_per_arm"} (harness.stats).
+    # From a crossed bootstrap: {"var_points", "var_models", "models_per_arm", "scale"} (harness.stats).
     components: dict = field(default_factory=dict)
 
     @classmethod
