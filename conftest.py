@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -75,14 +74,11 @@ def pytest_configure(config):
         os.environ["MEMSUITE_STORE"] = str(Path(config.getoption("--store")).resolve())
     if config.getoption("--update-baseline") and not config.getoption("--baseline"):
         raise pytest.UsageError("--update-baseline needs --baseline PATH")
-    reports = Path(config.getoption("--reports-dir"))
     if not _is_worker(config) and _runs_claims(config):
-        # A claims run writes a fresh report set; generated reports are not versioned.
-        for child in reports.glob("*"):
-            if child.is_dir():
-                shutil.rmtree(child)
-            elif child.name in ("SUMMARY.md", "summary.json"):
-                child.unlink()
+        # A claims run writes a fresh report set; only what an earlier run wrote is removed.
+        from harness.report import clear_previous_reports
+
+        clear_previous_reports(Path(config.getoption("--reports-dir")))
 
 
 def pytest_collection_modifyitems(config, items):

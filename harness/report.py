@@ -26,6 +26,7 @@ import importlib.util
 import json
 import math
 import re
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,42 @@ def write_case_report(result: ClaimResult, reports_dir: Path, figures: dict[str,
     finally:
         for figure in figures.values():
             plt.close(figure)
+
+
+_REPORT_SUFFIXES = frozenset({".json", ".md", ".png"})
+
+
+def clear_previous_reports(reports_dir: Path) -> list[Path]:
+    """Remove what an earlier claims run wrote into ``reports_dir``, and nothing else.
+
+    A folder goes only if it holds nothing but case reports (JSON with a claim and a verdict,
+    their Markdown and PNG files); ``SUMMARY.md`` and ``summary.json`` go. Anything else in
+    ``reports_dir`` stays, so pointing ``--reports-dir`` at a folder of one's own loses nothing.
+    Returns the removed paths.
+    """
+    removed = []
+    for child in sorted(Path(reports_dir).glob("*")):
+        if child.is_dir() and _holds_only_case_reports(child):
+            shutil.rmtree(child)
+            removed.append(child)
+        elif child.is_file() and child.name in ("SUMMARY.md", "summary.json"):
+            child.unlink()
+            removed.append(child)
+    return removed
+
+
+def _holds_only_case_reports(folder: Path) -> bool:
+    files = list(folder.iterdir())
+    if not files or any(not f.is_file() or f.suffix not in _REPORT_SUFFIXES for f in files):
+        return False
+    for path in (f for f in files if f.suffix == ".json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        if not (isinstance(record, dict) and {"claim", "case", "verdict"} <= set(record)):
+            return False
+    return any(f.suffix == ".json" for f in files)
 
 
 def _read_case_reports(reports_dir: Path) -> list[tuple[dict, ClaimResult]]:

@@ -14,6 +14,7 @@ from harness import report
 from harness.report import (
     Drift,
     baseline_from_results,
+    clear_previous_reports,
     compare_to_baseline,
     format_drifts,
     load_results,
@@ -282,3 +283,25 @@ def test_intersection_union_picks_a_refuted_part_then_a_missing_one_then_the_wea
     assert intersection_union([interval(0.1, 0.3, "a"), interval(0.2, 0.45, "b")], BELOW_HALF).name == "b"
     with pytest.raises(ValueError):
         intersection_union([], ABOVE_ZERO)
+
+
+def test_clearing_old_reports_removes_only_what_a_claims_run_wrote(tmp_path):
+    write_case_report(make_result(), tmp_path)
+    write_summary(tmp_path)
+    thesis = tmp_path / "my_thesis_data"
+    thesis.mkdir()
+    (thesis / "chapter1.md").write_text("years of work")
+    mixed = tmp_path / "approx-plus-notes"
+    mixed.mkdir()
+    (mixed / "case.json").write_text(json.dumps({"claim": "c", "case": "x", "verdict": "supported"}))
+    (mixed / "notes.txt").write_text("mine")
+    lookalike = tmp_path / "data"
+    lookalike.mkdir()
+    (lookalike / "results.json").write_text(json.dumps({"accuracy": 0.9}))
+    (tmp_path / "keep.txt").write_text("mine too")
+
+    removed = clear_previous_reports(tmp_path)
+
+    assert sorted(p.name for p in removed) == ["SUMMARY.md", "approx-overestimates", "summary.json"]
+    for kept in (thesis / "chapter1.md", mixed / "notes.txt", lookalike / "results.json", tmp_path / "keep.txt"):
+        assert kept.exists()
