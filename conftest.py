@@ -7,7 +7,9 @@ How a claim test ends (see README, "Verdicts"):
                   run fails only on change;
 - inconclusive -> xfail with what would decide it (models per arm, or more points)
                   (``--inconclusive=fail`` makes it fail);
-- any drift from ``--baseline`` beyond the statistics' own intervals -> fails with the diff.
+- any drift from ``--baseline`` beyond the statistics' own intervals -> fails with the diff;
+- a supported negative control (the same pipeline with the claim's effect destroyed) -> fails,
+  whatever the verdict: the test cannot tell the claim's effect from its absence.
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ def baseline(pytestconfig):
 def conclude(request, reports_dir, baseline, pytestconfig, seed):
     """Write a case's report, then end the test as its verdict says (module docstring)."""
     from harness import report
-    from harness.verdict import INCONCLUSIVE, REFUTED
+    from harness.verdict import INCONCLUSIVE, REFUTED, SUPPORTED
 
     started = time.perf_counter()
 
@@ -188,6 +190,10 @@ def conclude(request, reports_dir, baseline, pytestconfig, seed):
             if drifts:
                 pytest.fail(f"regression against the baseline:\n{report.format_drifts(drifts)}\n"
                             f"report: {path}", pytrace=False)
+        if result.control_verdict == SUPPORTED:
+            pytest.fail(f"the test cannot tell these apart: its negative control ({result.control.destroyed}) is "
+                        f"supported too, {result.control.statistic}\n{result.message()}\nreport: {path}",
+                        pytrace=False)
         if result.verdict == REFUTED:
             known = baseline is not None and baseline.get("cases", {}).get(result.key, {}).get("verdict") == REFUTED
             if known:

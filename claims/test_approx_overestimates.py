@@ -3,19 +3,11 @@ overestimates memorization relative to exact leave-one-out; members of small
 sub-populations (size 2 to 10) are hit hardest, singletons and large sub-populations
 hardly at all.
 
-Per case, exact LOO and subsampled scores of the same points; error = subsampled - LOO.
-The claim holds when all three contrasts are above zero (an intersection-union test,
-each at the 95 % level, so no multiplicity correction is needed):
-
-    mean error(small) > 0,  mean error(small) - mean error(singletons) > 0,
-    mean error(small) - mean error(large) > 0.
-
-The decisive statistic is the contrast with the smallest lower bound (or one whose whole
-interval is at or below zero, which refutes the claim; a contrast whose bin has too few
-points leaves the claim undecided). Intervals: crossed bootstrap, resampling the models of
-both estimates and the scored points by sub-population within their size bins
-(``harness.experiments.ApproximationStudy.bootstrap``). The paper's own figures (share within 5 % error, false positives at 0.25 and
-0.45, largest error, SPP of the highest- and lowest-error points) are reported beside it.
+Per case, exact LOO and subsampled scores of the same points (error = subsampled - LOO);
+the decision, its three contrasts and its negative control are
+``harness.claims.approx_overestimates``. The paper's own figures (share within 5 % error,
+false positives at 0.25 and 0.45, largest error, SPP of the highest- and lowest-error points)
+are reported beside it.
 
 On MNIST and Fashion-MNIST (a stratified subset; sub-populations inferred by clustering
 learned features within each class, ``harness.experiments``) the report adds a grid of the
@@ -24,19 +16,13 @@ training images with the highest exact-LOO memorization in each class.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from harness import image_plots, plots, stats
+from harness.claims.approx_overestimates import CLAIM, decide
 from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
-from harness.profiles import FZ20_RATE, SIZE_BINS
-from harness.verdict import ClaimResult, Statistic, Threshold, intersection_union, undecidable
-
-CLAIM = "approx-overestimates"
-THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: small sub-populations are overestimated, and more "
-                                    "than singletons and large sub-populations (the sign is the claim)")
-MIN_POINTS_PER_BIN = 3
-
+from harness.profiles import FZ20_RATE
+from harness.verdict import ClaimResult, Statistic
 
 def cases(profile):
     if profile.name == "smoke":
@@ -47,29 +33,6 @@ def cases(profile):
     # Images: the ridge family only; an MLP's LOO study on 1,000 images costs ~10 CPU minutes.
     return grid + [Case(data, family, FZ20_RATE) for data in ("synthetic-overlapping", "digits")
                    for family in ("ridge", "mlp")] + [Case(data, "ridge", FZ20_RATE) for data in ("mnist", "fashion-mnist")]
-
-
-def contrasts(study, seed: int = 0) -> list[Statistic]:
-    """The three contrasts of the module docstring, from one crossed bootstrap."""
-    bins = study.table["bin"].to_numpy()
-
-    def means(replicate):
-        points = replicate.points["scored"]
-        error, bin_of = study.errors(replicate)[points], bins[points]
-        mean = {b: np.nanmean(error[bin_of == b]) if (bin_of == b).any() else np.nan for b in SIZE_BINS}
-        return {"small": mean["small"], "singleton": mean["small"] - mean["singleton"],
-                "large": mean["small"] - mean["large"]}
-
-    intervals = study.bootstrap(means, seed=seed)
-    names = {"small": "overestimation of small sub-populations",
-             "singleton": "overestimation small minus singleton", "large": "overestimation small minus large"}
-    out = []
-    for part, name in names.items():
-        short = [b for b in {"small", part} if (bins == b).sum() < MIN_POINTS_PER_BIN]
-        out.append(undecidable(name, f"only {', '.join(f'{(bins == b).sum()} {b}' for b in short)} scored "
-                                     f"point(s); the contrast needs {MIN_POINTS_PER_BIN} in each bin")
-                   if short else Statistic.from_interval(name, intervals[part], models_per_arm=study.models_per_arm))
-    return out
 
 
 def largest_overestimation(table) -> Statistic:
@@ -117,11 +80,10 @@ def overestimation_study(case, profile, store, device, seed=0) -> tuple[ClaimRes
     data = load_or_skip(case.data, profile.name)
     study = approximation_error(data, case.spec(profile), case.rate, profile, store, device, seed)
     table = study.table
-    parts = contrasts(study, seed)
-    decisive = intersection_union(parts, THRESHOLD)
+    decision = decide(study, seed)
     result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=parts + paper_statistics(table),
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
+        statistics=decision.parts + paper_statistics(table), control=decision.control,
         paper={"figure": "only 8.5 % of points within 5 % error; errors up to 57.5 %; false positives "
                          "16 % at 0.25 and 70 % at 0.45; small sub-populations most affected",
                "source": "IMN25 4.2 (CIFAR-10, VGG-6, 200 points x 100 LOO models, 4,000 subsampled)"},

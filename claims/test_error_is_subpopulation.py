@@ -2,21 +2,11 @@
 memorized, those with the largest approximation error are members of small
 sub-populations, those with the smallest error are outliers (singletons).
 
-IMN25 ranks the 200 "influential" points of its LOO study by error and compares the 100
-highest- and 100 lowest-error points by SPP (0.77 +- 0.26 vs 0.32 +- 0.26). Here the
-influential points are those with subsampled score >= 0.25 (FZ20's high-influence cut),
-ranked by |subsampled - LOO|; with k = min(100, n_influential // 4) points at each end and
-sub-population sizes known (synthetic) or inferred (digits, images), two contrasts must both be
-above zero (intersection-union test, Newcombe intervals for differences of shares):
-
-    share of small-sub-population members (size 2-10): top-k minus bottom-k,
-    share of singletons: bottom-k minus top-k.
-
-Intervals: crossed bootstrap (``ApproximationStudy.bootstrap``): each replicate resamples the
-models of both estimates and the scored points by sub-population, then re-selects the
-influential points, re-ranks them and re-takes both ends, so the noise of the selection is in
-the interval. The paper's SPP comparison is reported beside it, SPP taken from models that did not
-train on the point (an outlier is one the model is unsure of when it has not seen it).
+Per case, the approx-overestimates study (exact LOO and subsampled scores of the same points,
+shared through the store); the decision (two contrasts between the ends of the error ranking)
+and its negative control are ``harness.claims.error_is_subpopulation``. The paper's SPP
+comparison (0.77 +- 0.26 vs 0.32 +- 0.26) is reported beside it, SPP taken from models that
+did not train on the point (an outlier is one the model is unsure of when it has not seen it).
 
 On MNIST and Fashion-MNIST (stratified subsets, sub-populations inferred by clustering learned
 features within each class, ``harness.experiments``) the report adds the test images that
@@ -31,16 +21,11 @@ import numpy as np
 import pytest
 
 from harness import image_plots, plots, stats
+from harness.claims.error_is_subpopulation import CLAIM, INFLUENCE_CUT, decide, points_per_end
 from harness.duplicates import find_near_duplicates
 from harness.experiments import Case, approximation_error, load_or_skip, subpopulation_summary
-from harness.verdict import ClaimResult, Statistic, Threshold, intersection_union
-from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE
-
-CLAIM = "error-is-subpopulation"
-INFLUENCE_CUT = FZ20_HIGH_INFLUENCE
-THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: highest-error points are small sub-populations and "
-                                    "lowest-error points outliers (the sign is the claim)")
-
+from harness.verdict import ClaimResult, Statistic
+from harness.profiles import FZ20_RATE
 
 def cases(profile):
     if profile.name == "smoke":
@@ -50,27 +35,6 @@ def cases(profile):
             for family in ("ridge", "mlp")] + [Case(data, "ridge", FZ20_RATE) for data in ("mnist", "fashion-mnist")]
 
 
-def end_contrasts(study, seed: int = 0) -> dict:
-    """Both contrasts (module docstring) with crossed-bootstrap intervals, keyed 'small', 'singleton'."""
-    bins = study.table["bin"].to_numpy()
-    tie_breaks = np.random.default_rng(seed).permutation(len(bins))
-
-    def shares(replicate):
-        points = replicate.points["scored"]
-        subsampled = study.subsampled.rescored(replicate.models["subsampled"])[points]
-        error = np.abs(study.errors(replicate)[points])
-        influential = np.flatnonzero((subsampled >= INFLUENCE_CUT) & np.isfinite(error))
-        k = min(100, len(influential) // 4)
-        if k < 2:
-            return {"small": np.nan, "singleton": np.nan}
-        ranked = influential[np.lexsort((tie_breaks[points[influential]], error[influential]))]
-        top, bottom = bins[points[ranked[-k:]]], bins[points[ranked[:k]]]
-        return {"small": np.mean(top == "small") - np.mean(bottom == "small"),
-                "singleton": np.mean(bottom == "singleton") - np.mean(top == "singleton")}
-
-    return study.bootstrap(shares, seed=seed)
-
-
 @pytest.mark.claim(CLAIM)
 def test_largest_errors_fall_on_small_subpopulations(case, profile, store, device, seed, conclude):
     data = load_or_skip(case.data, profile.name)
@@ -78,26 +42,17 @@ def test_largest_errors_fall_on_small_subpopulations(case, profile, store, devic
     influential = study.table[study.table["subsampled"] >= INFLUENCE_CUT].copy()
     influential["abs_error"] = influential["error"].abs()
     ranked = influential.sample(frac=1.0, random_state=seed).sort_values("abs_error", kind="stable")
-    k = min(100, len(ranked) // 4)
+    decision = decide(study, seed)
+    k = points_per_end(len(ranked))
     if k < 2:
-        undecided = Statistic("share of small-sub-population members, highest minus lowest error",
-                              float("nan"), float("nan"), float("nan"), len(ranked), unit="points")
         conclude(ClaimResult(
-            claim=CLAIM, case=case.id, dataset=data.name, decisive=undecided, threshold=THRESHOLD,
+            claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
+            control=decision.control,
             paper={"figure": "SPP 0.77 vs 0.32 for the 100 highest- and lowest-error points", "source": "IMN25 4.2"},
             models_trained=study.models,
-            notes=[f"only {len(ranked)} influential points (subsampled score >= {INFLUENCE_CUT}) of "
-                   f"{len(study.table)} scored: too few to rank (needs 8); more LOO targets would decide it"]))
+            notes=[f"{len(study.table)} points scored; more LOO targets would decide it"]))
         return
     top, bottom = ranked.tail(k), ranked.head(k)
-    intervals = end_contrasts(study, seed)
-    contrasts = [
-        Statistic.from_interval(f"share of small-sub-population members, {k} highest minus {k} lowest error",
-                                intervals["small"], models_per_arm=study.models_per_arm),
-        Statistic.from_interval(f"share of singletons, {k} lowest minus {k} highest error",
-                                intervals["singleton"], models_per_arm=study.models_per_arm),
-    ]
-    decisive = intersection_union(contrasts, THRESHOLD)
     spp = []
     for label, rows, paper in (("highest", top, "0.77 +- 0.26"), ("lowest", bottom, "0.32 +- 0.26")):
         spp.append(Statistic.from_interval(f"held-out SPP of the {k} {label}-error points",
@@ -108,8 +63,8 @@ def test_largest_errors_fall_on_small_subpopulations(case, profile, store, devic
                                                                   bottom["spp_out"].to_numpy()),
                                        note="IMN25 4.2: 0.77 - 0.32 = 0.45"))
     result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=contrasts + spp,
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
+        statistics=decision.parts + spp, control=decision.control,
         paper={"figure": "SPP 0.77 +- 0.26 for the 100 highest-error points vs 0.32 +- 0.26 for the "
                          "100 lowest-error points", "source": "IMN25 4.2"},
         models_trained=study.models,

@@ -24,6 +24,9 @@ points and left out of the evaluation. Random wrong labels can be fitted only by
 memorizing, so their scores show what a memorized point scores; the threshold is their 5 %
 quantile, which aims at the same 95 % true-positive rate as the decisive operating point.
 The rates of each score at its null threshold are reported beside it.
+
+Negative control (``harness.controls``): the decisive difference with the truth (memorized or
+not) shuffled among the real points, so neither score can find the memorized ones.
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from harness import estimators, plots, stats
+from harness import controls, estimators, plots, stats
 from harness.experiments import Case, load_dataset, subsampled_scores, training_points
 from harness.null import with_relabelled_null
-from harness.verdict import INCONCLUSIVE, ClaimResult, Statistic, Threshold
+from harness.verdict import INCONCLUSIVE, ClaimResult, Control, Statistic, Threshold
 from harness.profiles import FZ20_RATE
 
 CLAIM = "fractional-definition"
@@ -91,19 +94,25 @@ def test_fractional_score_with_a_null_threshold_has_fewer_false_positives(case, 
     at_tpr = {name: stats.fpr_at_tpr(s.score[real], truth, TARGET_TPR) for name, s in scores.items()}
     negatives = int((~truth).sum())
 
-    def fpr_difference(replicate):
-        rescored = {name: s.rescored(replicate.models["subsampled"])[real] for name, s in scores.items()}
-        points = replicate.points["real"]
-        points = points[np.isfinite(rescored["original"][points])]
-        fpr = {name: stats.fpr_at_tpr(values[points], truth[points], TARGET_TPR).fpr.estimate
-               for name, values in rescored.items()}
-        return {"difference": fpr["original"] - fpr["fractional"]}
+    def fpr_difference_interval(truth):
+        def fpr_difference(replicate):
+            rescored = {name: s.rescored(replicate.models["subsampled"])[real] for name, s in scores.items()}
+            points = replicate.points["real"]
+            points = points[np.isfinite(rescored["original"][points])]
+            fpr = {name: stats.fpr_at_tpr(values[points], truth[points], TARGET_TPR).fpr.estimate
+                   for name, values in rescored.items()}
+            return {"difference": fpr["original"] - fpr["fractional"]}
 
-    interval = stats.crossed_bootstrap(fpr_difference, {"subsampled": all_scores.model_groups},
+        return stats.crossed_bootstrap(fpr_difference, {"subsampled": all_scores.model_groups},
                                        {"real": training_points(base, np.arange(base.n_train), truth)},
                                        seed=seed)["difference"]
-    decisive = Statistic.from_interval(f"FPR at {TARGET_TPR:.0%} TPR, original minus fractional", interval,
-                                       unit="points", models_per_arm={"subsampled models": ensemble.n_models})
+
+    name = f"FPR at {TARGET_TPR:.0%} TPR, original minus fractional"
+    decisive = Statistic.from_interval(name, fpr_difference_interval(truth), unit="points",
+                                       models_per_arm={"subsampled models": ensemble.n_models})
+    control = Control(Statistic.from_interval(f"{name}, truth shuffled",
+                                              fpr_difference_interval(controls.shuffled(truth, seed))),
+                      "which points are memorized (the truth) shuffled among the real points")
 
     further, rows = [], []
     for name, point in at_tpr.items():
@@ -132,7 +141,7 @@ def test_fractional_score_with_a_null_threshold_has_fewer_false_positives(case, 
     null_scores = all_scores.score[null.is_null]
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=null.dataset.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further,
+        statistics=further, control=control,
         paper={"figure": "the fractional definition with a null-derived threshold has fewer false positives",
                "source": "IMN26 (abstract; scored there as FPR at 95 % TPR)"},
         models_trained=ensemble.n_models,

@@ -19,6 +19,9 @@ high vs not high, with Woolf's interval and Haldane's +0.5 correction of every c
 
 the same enrichment among the top decile of scores, and the enrichment of each kind of
 atypical point (singleton, small sub-population, mislabeled) on its own.
+
+Negative control (``harness.controls``): the same enrichment with the atypical flags shuffled
+among the training points (as many atypical points, none tied to its score).
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from harness import plots, stats
+from harness import controls, plots, stats
 from harness.experiments import Case, load_dataset, subsampled_scores, training_points
 from harness.profiles import FZ20_RATE, SIZE_BINS
-from harness.verdict import ClaimResult, Statistic, Threshold
+from harness.verdict import ClaimResult, Control, Statistic, Threshold
 
 CLAIM = "fz-long-tail"
 THRESHOLD = Threshold(0.0, "above", "FZ20: high-memorization points are atypical, so atypical points make up "
@@ -103,6 +106,9 @@ def test_high_memorization_points_are_mostly_atypical(case, profile, store, devi
                                        note=f"{int((atypical & high).sum())} of {int(high.sum())} high points vs "
                                             f"{int(atypical.sum())} of {atypical.size} overall",
                                        models_per_arm={"subsampled models": ensemble.n_models})
+    control = Control(Statistic.from_interval(f"{decisive.name}, atypical flags shuffled",
+                                              enrichment_interval(scores, controls.shuffled(atypical, seed), data, seed)),
+                      "atypical flags shuffled among the training points")
     further = [odds_ratio(atypical, high, f"odds ratio of atypical, score >= {HIGH_SCORE} vs below"),
                enrichment(atypical, top, "atypical share among the top decile minus overall"),
                odds_ratio(atypical, top, "odds ratio of atypical, top decile vs the rest")]
@@ -111,7 +117,7 @@ def test_high_memorization_points_are_mostly_atypical(case, profile, store, devi
     sizes_known = "known" if case.data.startswith("synthetic") else "inferred by clustering within each class"
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further,
+        statistics=further, control=control,
         paper={"figure": "high-memorization examples are atypical, ambiguous or mislabeled (qualitative)",
                "source": "FZ20 (CIFAR-100 and ImageNet, subsampled estimator r = 0.7, threshold 0.25)"},
         models_trained=ensemble.n_models,

@@ -30,6 +30,9 @@ and of kept training points (the mechanism: a removed memorized point takes its 
 it), and the inflation if every duplicate were of a removed point (leakage concentrated on
 memorized points, as in FZ20's high-influence pairs; it holds by construction whenever removed
 points' duplicates lose more than fresh test points, so it is reported, not decisive).
+
+Negative control (``harness.controls``): the same inflation with no leak, the clean test points
+of a random half of the sub-populations posing as the leaked ones against the rest.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import plots
+from harness import controls, plots
 from harness.experiments import Case, load_dataset
 from harness.leakage import copy_weights_matching_clean_mix, detect_near_duplicates, plant_near_duplicates
 from harness.removal import (
@@ -46,13 +49,14 @@ from harness.removal import (
     select_above,
     selection_scores,
 )
-from harness.verdict import ClaimResult, Threshold, undecidable
+from harness.verdict import ClaimResult, Control, Threshold, undecidable
 from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE
 
 CLAIM = "leakage"
 MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
 CIFAR100_LEAK_SHARE = 0.10  # Barz & Denzler 2020: about 10 % of CIFAR-100 test images have a training near-duplicate
 DETECTION_QUANTILE = 0.05
+CONTROL = "the near-duplicates: the clean test points of a random half of the sub-populations pose as the leaked ones"
 THRESHOLD = Threshold(0.0, "above", "IMN26: near-duplicates inflate the marginal utility (the sign is the claim)")
 
 
@@ -93,10 +97,10 @@ def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, 
              f"{int(removed.sum())} points with score >= {MEMORIZATION_THRESHOLD} removed; {models} models per arm; "
              "accuracies as fractions (0.01 = 1 point)", how]
     utility = None
-    if not removed.any():
-        decisive, further = undecidable(name, f"no point has a score >= {MEMORIZATION_THRESHOLD}"), []
-    elif not split.leaked.any():
-        decisive, further = undecidable(name, "no near-duplicate in the test split"), []
+    if not removed.any() or not split.leaked.any():
+        decisive, further = undecidable(name, "no near-duplicate in the test split" if removed.any() else
+                                        f"no point has a score >= {MEMORIZATION_THRESHOLD}"), []
+        control = Control(decisive, CONTROL)
     else:
         utility = marginal_utility(split.dataset, spec, {"memorized": removed}, models, store, device, seed)
         leaked, clean = split.leaked, ~split.leaked
@@ -116,6 +120,13 @@ def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, 
         intervals = utility.bootstrap(figures, strata=leaked)
         decisive = utility.statistic(name, intervals["inflation"],
                                      f"s * (drop on near-duplicates - drop on clean), s = {share:.3f}")
+        posing = clean & controls.random_half_of_groups(split.dataset.group_test, clean, seed)
+        rest = clean & ~posing
+        no_leak = utility.bootstrap(lambda r: {"inflation": share * (utility.resampled_drop(r, "memorized", posing)
+                                                                     - utility.resampled_drop(r, "memorized", rest))},
+                                    strata=posing)["inflation"]
+        control = Control(utility.statistic(f"{name}, half the clean sub-populations posing as leaked", no_leak),
+                          CONTROL)
         further = [utility.statistic("marginal utility on the clean test points", intervals["clean"]),
                    utility.statistic("marginal utility with leaked test points", intervals["leaked"]),
                    utility.statistic("accuracy drop on near-duplicates", intervals["duplicates"],
@@ -132,7 +143,7 @@ def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, 
                 "memorized points, as in FZ20's high-influence pairs; an upper-end scenario, not the decisive one"))
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further,
+        statistics=further, control=control,
         paper={"figure": "qualitative: leakage-free test sets (CIFAR without duplicates, ImageNet-V2) shrink "
                          "the marginal utility", "source": "IMN26 (reviews)"},
         models_trained=score_models + (utility.models if utility is not None else 0), notes=notes,

@@ -33,6 +33,9 @@ with test accuracy given training accuracy, with a Fisher interval on n - 4 degr
 
     r_xy.z = (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)),
     (lower, upper) = tanh(atanh(r_xy.z) -/+ z_{0.975} / sqrt(n - 4)).
+
+Negative control (``harness.controls``): the decisive correlation with the configurations'
+ensembles (so their test accuracies) shuffled across configurations.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from harness import plots, stats
+from harness import controls, plots, stats
 from harness.experiments import correlation_across_configurations, load_dataset, subsampled_scores
-from harness.verdict import ClaimResult, Statistic, Threshold
+from harness.verdict import ClaimResult, Control, Statistic, Threshold
 from harness.profiles import FZ20_RATE
 
 CLAIM = "mem-gen-anticorrelated"
@@ -159,6 +162,12 @@ def test_memorization_and_test_accuracy_are_negatively_correlated(case, profile,
         correlation_across_configurations(measured, seed),
         unit="configurations", note="Fisher z: the jackknife over configurations plus the models' variance",
         models_per_arm={"models per configuration": models})
+    scores_of, ensembles_of = zip(*measured)
+    control = Control(Statistic.from_interval(
+        f"{decisive.name}, accuracies shuffled across configurations",
+        correlation_across_configurations(list(zip(scores_of, controls.shuffled(ensembles_of, seed))), seed),
+        unit="configurations"), "which test accuracy belongs to which configuration (accuracies shuffled across "
+                                "configurations, each with its own models)")
     further = [
         correlation("Pearson r(mean memorization, test accuracy), bootstrap",
                     stats.bootstrap_correlation(memorization, accuracy, "pearson")),
@@ -179,7 +188,7 @@ def test_memorization_and_test_accuracy_are_negatively_correlated(case, profile,
                                            unit="configurations", note="0 when the identity holds exactly"))
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=", ".join(sorted({c.data for c in case.configurations})),
-        decisive=decisive, threshold=THRESHOLD, statistics=further,
+        decisive=decisive, threshold=THRESHOLD, statistics=further, control=control,
         paper={"figure": "Pearson -0.997 over 19 configurations (the text also prints 0.997)",
                "source": "IMN25 5 (VGG, ResNet, ViT on CIFAR-10/100 and Tiny ImageNet, with and without weight "
                          "decay and augmentation)"},

@@ -16,6 +16,11 @@ Also reported: the share of sub-populations purged (Wilson interval), the drops 
 the contrast arms of ``removal_experiment``: as many of the lowest-scoring points of large
 sub-populations (IMN25 4.3: this also lowers accuracy) and as many random points. If R purges
 no sub-population with test points, the contrast does not exist and the case is undecided.
+
+Negative control (``harness.controls``): the same contrast with the purge taken away, the test
+points of unpurged sub-populations of the purged ones' size bins (one stand-in for each purged
+sub-population) against those of the other kept sub-populations. If small sub-populations lose
+as much without being purged, the contrast answers to their size, not to the purge.
 """
 
 from __future__ import annotations
@@ -23,18 +28,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import plots, stats
+from harness import controls, plots, stats
 from harness.experiments import Case, load_dataset
 from harness.removal import (
     describe_scores,
     removal_experiment,
     selection_scores,
 )
-from harness.verdict import ClaimResult, Statistic, Threshold, undecidable
+from harness.verdict import ClaimResult, Control, Statistic, Threshold, undecidable
 from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, size_bin
 
 CLAIM = "removal-shifts-distribution"
 MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
+CONTROL = ("the purge: unpurged sub-populations of the purged ones' size bins stand in for them (their test points "
+           "against the other kept sub-populations')")
 THRESHOLD = Threshold(0.0, "above", "IMN25 4.3: the drop comes from the test points of purged "
                                     "sub-populations (the sign is the claim)")
 
@@ -72,15 +79,21 @@ def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, de
     low, high = stats.wilson_interval(n_purged, len(groups))
     further = [Statistic("share of sub-populations purged", n_purged / len(groups), low, high, len(groups),
                          "sub-populations", "IMN25 4.3: removal purges entire sub-populations")]
-    if not removed.any():
+    if not removed.any() or not purged.any() or purged.all():
         decisive = undecidable("drop on purged minus kept sub-populations' test points",
-                               f"no point has a score >= {MEMORIZATION_THRESHOLD}")
-    elif not purged.any() or purged.all():
-        decisive = undecidable("drop on purged minus kept sub-populations' test points",
-                               f"{int(purged.sum())} of {data.n_test} test points belong to purged sub-populations")
+                               f"{int(purged.sum())} of {data.n_test} test points belong to purged sub-populations"
+                               if removed.any() else f"no point has a score >= {MEMORIZATION_THRESHOLD}")
+        control = Control(decisive, CONTROL)
     else:
         decisive = utility.statistic("drop on purged minus kept sub-populations' test points",
                              utility.drop_contrast("memorized", purged, ~purged))
+        stand_ins = np.isin(data.group_test, controls.stand_in_groups(data, utility.purged_groups("memorized"), seed))
+        others = ~purged & ~stand_ins
+        control = Control(utility.statistic("drop on stand-in minus other kept sub-populations' test points",
+                                            utility.drop_contrast("memorized", stand_ins, others))
+                          if stand_ins.any() and others.any() else
+                          undecidable("drop on stand-in minus other kept sub-populations' test points",
+                                      "no unpurged sub-population of a purged one's size bin has test points"), CONTROL)
         further += [utility.statistic("accuracy drop on purged sub-populations' test points",
                               utility.drop("memorized", purged)),
                     utility.statistic("accuracy drop on kept sub-populations' test points",
@@ -104,7 +117,7 @@ def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, de
         notes.append("sub-populations inferred by clustering within each class")
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further,
+        statistics=further, control=control,
         paper={"figure": "qualitative: the drop is due to purged sub-populations; removing low-score points of "
                          "large sub-populations would also lower accuracy", "source": "IMN25 4.3"},
         models_trained=score_models + utility.models, notes=notes,

@@ -19,6 +19,9 @@ at least MIN_MODELS_OUT / (1 - r) (r = 0.99 needs 1,000 models for 10). P_out is
 for any count, and a bin's bias averages many points, so 10 suffice for the bin means the
 claim is about (not for single points' scores). A rate whose k exceeds the family's budget
 (MODEL_BUDGET times the profile's k) is reported as unresolvable and left out.
+
+Negative control (``harness.controls``): the decisive change with no change of rate, the bias
+of small sub-populations from one random half of the lowest rate's models minus from the other.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import plots, stats
+from harness import controls, plots, stats
 from harness.experiments import Case, approximation_error, load_dataset, training_points
 from harness.profiles import SIZE_BINS
-from harness.verdict import ClaimResult, Statistic, Threshold, undecidable
+from harness.verdict import ClaimResult, Control, Statistic, Threshold, undecidable
 
 CLAIM = "sampling-rate-bias"
 THRESHOLD = Threshold(0.0, "above", "IMN26: raising r toward LOO removes the bias, so the bias of small "
@@ -101,6 +104,28 @@ def small_bias_change(studies: dict, high: float, low: float, name: str, data, s
     return Statistic.from_interval(name, interval, note=note, models_per_arm=arms | studies[low].loo_models_per_pool)
 
 
+def same_rate_control(study, data, name: str, seed: int = 0) -> Statistic:
+    """bias(small) from one random half of a rate's models minus from the other half: the decisive
+    change with no change of rate (``harness.controls``)."""
+    small = (study.table["bin"] == "small").to_numpy()
+    if small.sum() < MIN_POINTS_PER_BIN:
+        return undecidable(name, f"only {int(small.sum())} scored points in small sub-populations")
+    half = controls.random_half(len(study.subsampled.model_groups), seed)
+
+    def change(replicate):
+        points = replicate.points["small"]
+        exact = study.loo.rescored(replicate.models["loo"])[small][points]
+        weights = replicate.models["subsampled"]
+        first, second = (np.nanmean(study.subsampled.rescored(weights * part)[small][points] - exact)
+                         for part in (half, ~half))
+        return {"change": first - second}
+
+    pools = {"loo": study.loo.model_groups, "subsampled": study.subsampled.model_groups}
+    interval = stats.crossed_bootstrap(change, pools, {"small": training_points(data, study.loo.points[small])},
+                                       seed=seed)["change"]
+    return Statistic.from_interval(name, interval)
+
+
 def bias_figure(bias: pd.DataFrame, title: str):
     figure = None
     for name in SIZE_BINS:
@@ -131,6 +156,9 @@ def test_raising_the_sampling_rate_removes_the_bias_of_small_subpopulations(case
     low, high = resolvable[0], resolvable[-1]
     decisive = small_bias_change(studies, high, low, f"bias of small sub-populations at r={low} minus at r={high}",
                                  data, seed)
+    control = Control(same_rate_control(studies[low], data, f"bias of small sub-populations at r={low}, one half of "
+                                                            f"its models minus the other", seed),
+                      f"the change of rate: r={low} against itself, two random halves of its models")
     bias = bias_by_bin(errors)
     small = bias[bias["bin"] == "small"]
     trend = stats.spearman(small["rate"], small["bias"])
@@ -147,7 +175,7 @@ def test_raising_the_sampling_rate_removes_the_bias_of_small_subpopulations(case
     unresolvable = [rate for rate, models in planned.items() if models is None]
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further,
+        statistics=further, control=control,
         paper={"figure": "raising r toward LOO (e.g. r = 0.95) removes the bias",
                "source": "IMN26 (abstract and reviews)",
                "reviews": "error flat between r = 0.5 and 0.9 on CIFAR-10 (reviews of IMN26)"},

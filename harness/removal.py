@@ -45,7 +45,9 @@ from harness.profiles import FZ20_RATE, SIZE_BINS, Profile
 from harness.store import Store
 from harness.verdict import Statistic
 
-ARMS = ("memorized", "random", "low-score large")
+CONTROL_ARM = "random, second draw"  # a negative control's stand-in for the memorized set (harness.controls)
+COMPARISON_ARMS = ("memorized", "random", "low-score large")
+ARMS = COMPARISON_ARMS + (CONTROL_ARM,)
 FULL_ARM = "none"  # the row of S itself in tables
 
 
@@ -115,10 +117,11 @@ def random_selection(n: int, count: int, seed=0) -> np.ndarray:
     return chosen
 
 
-def random_selections(n: int, count: int, models: int, seed: int = 0) -> np.ndarray:
-    """A random set of ``count`` points for each of ``models`` models: bool (models, n)."""
-    return np.stack([random_selection(n, count, seed=[seed, k]) if count else np.zeros(n, dtype=bool)
-                     for k in range(models)])
+def random_selections(n: int, count: int, models: int, seed: int = 0, draw: int = 0) -> np.ndarray:
+    """A random set of ``count`` points for each of ``models`` models: bool (models, n); ``draw``
+    numbers independent draws from the same seed."""
+    return np.stack([random_selection(n, count, seed=[seed, k] + ([draw] if draw else []))
+                     if count else np.zeros(n, dtype=bool) for k in range(models)])
 
 
 def low_score_large_selection(scores, group_sizes, count: int) -> np.ndarray:
@@ -360,12 +363,13 @@ def marginal_utility(dataset: Dataset, spec, removals: dict, models: int, store:
 
 
 def removal_experiment(dataset: Dataset, spec, scores, threshold: float, models: int, store: Store,
-                       device: str = "cpu", seed: int = 0, arms: tuple = ARMS) -> MarginalUtility:
+                       device: str = "cpu", seed: int = 0, arms: tuple = COMPARISON_ARMS) -> MarginalUtility:
     """FZ20's removal of the points with score >= threshold, beside the requested comparison arms.
 
     Arms: ``"memorized"`` (score >= threshold), ``"random"`` (as many uniformly drawn points, a
-    set of its own for each model, seeded by ``seed``) and ``"low-score large"`` (as many of the lowest-scoring points of large
-    sub-populations, or all of them if there are fewer).
+    set of its own for each model, seeded by ``seed``), ``"random, second draw"`` (the same, drawn
+    again: a negative control's stand-in for the memorized set) and ``"low-score large"`` (as
+    many of the lowest-scoring points of large sub-populations, or all of them if there are fewer).
     """
     unknown = set(arms) - set(ARMS)
     if unknown or "memorized" not in arms:
@@ -377,6 +381,7 @@ def removal_experiment(dataset: Dataset, spec, scores, threshold: float, models:
     count = int(memorized.sum())
     choices = {"memorized": lambda: memorized,
                "random": lambda: random_selections(dataset.n_train, count, models, seed),
+               CONTROL_ARM: lambda: random_selections(dataset.n_train, count, models, seed, draw=1),
                "low-score large": lambda: low_score_large_selection(scores, dataset.group_size_train, count)}
     return marginal_utility(dataset, spec, {name: choices[name]() for name in arms}, models, store,
                             device, seed)

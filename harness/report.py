@@ -103,6 +103,11 @@ def _case_markdown(result: ClaimResult, figure_paths: dict[str, str], tables: di
         "",
         f"Threshold: the claim holds when {result.decisive.name} is {threshold}. Source: {threshold.source}",
     ]
+    if result.control is not None:
+        lines += ["", "## Negative control", "",
+                  f"The same pipeline with the claim's effect destroyed: {result.control.destroyed}. "
+                  f"**Control verdict: {result.control_verdict.upper()}** (it must not be supported).", "",
+                  _statistics_table([result.control.statistic])]
     if result.paper:
         lines += ["", f"Paper's figure: {result.paper_text()}"]
     if result.power[1]:
@@ -223,6 +228,13 @@ def family_rows(results: list[ClaimResult], alpha: float = 0.025) -> list[list]:
     return rows
 
 
+def _control_cell(result: ClaimResult) -> str:
+    if result.control is None:
+        return "none"
+    c = result.control.statistic
+    return f"{result.control_verdict} {format_number(c.estimate)} [{format_number(c.lower)}, {format_number(c.upper)}]"
+
+
 def write_summary(reports_dir: Path) -> Path:
     """Write ``SUMMARY.md`` (counts per verdict, one row per case) and ``summary.json``.
 
@@ -240,10 +252,10 @@ def write_summary(reports_dir: Path) -> Path:
         rows.append([
             result.claim, result.case, result.dataset, result.verdict, d.name,
             f"{format_number(d.estimate)} [{format_number(d.lower)}, {format_number(d.upper)}]",
-            f"{d.n} {d.unit}", str(result.threshold), f"[report]({link})",
+            f"{d.n} {d.unit}", str(result.threshold), _control_cell(result), f"[report]({link})",
         ])
     header = ["claim", "case", "dataset", "verdict", "decisive statistic", "estimate [lower, upper]", "n",
-              "threshold", "report"]
+              "threshold", "control", "report"]
     counts_text = ", ".join(f"{counts[verdict]} {verdict}" for verdict in (SUPPORTED, REFUTED, INCONCLUSIVE))
     markdown = "\n".join([
         "# Claim test summary",
@@ -251,6 +263,9 @@ def write_summary(reports_dir: Path) -> Path:
         f"{len(results)} cases: {counts_text}.",
         "",
         _markdown_table(header, rows),
+        "",
+        "The control column is each case's negative control (the same pipeline with the claim's effect "
+        "destroyed), decided against the same threshold; a supported control fails its case.",
         "",
         "## Each claim's cases as a family (Holm)",
         "",
@@ -287,7 +302,8 @@ class Drift:
 
     def __str__(self) -> str:
         if self.kind == "verdict":
-            return f"{self.case}: verdict changed {self.old} -> {self.new}"
+            what = "control verdict" if self.statistic.startswith("control: ") else "verdict"
+            return f"{self.case}: {what} changed {self.old} -> {self.new}"
         if self.kind == "missing":
             return f"{self.case}: statistic {self.statistic} (was {format_number(self.old)}) is missing now"
         return (f"{self.case}: statistic {self.statistic} moved {format_number(self.old)} -> "
@@ -302,10 +318,16 @@ def baseline_from_results(results: list[ClaimResult]) -> dict:
             raise ValueError(f"{result.key} appears twice among the results")
         cases[result.key] = {
             "verdict": result.verdict,
-            "statistics": {s.name: {"estimate": s.estimate, "lower": s.lower, "upper": s.upper, "n": s.n}
-                           for s in result.all_statistics()},
+            "statistics": {s.name: _baseline_figures(s) for s in result.all_statistics()},
         }
+        if result.control is not None:
+            cases[result.key]["control"] = _baseline_figures(result.control.statistic) | {
+                "name": result.control.statistic.name, "verdict": result.control_verdict}
     return {"cases": cases, "written": datetime.date.today().isoformat()}
+
+
+def _baseline_figures(statistic: Statistic) -> dict:
+    return {"estimate": statistic.estimate, "lower": statistic.lower, "upper": statistic.upper, "n": statistic.n}
 
 
 def drift_tolerance(old: dict, new: Statistic) -> float:
@@ -334,6 +356,17 @@ def compare_to_baseline(result: ClaimResult, baseline: dict) -> list[Drift]:
         drifts.append(Drift(result.key, result.decisive.name, old_case["verdict"], result.verdict,
                             tolerance=None, kind="verdict"))
     now = {s.name: s for s in result.all_statistics()}
+    old_control = old_case.get("control")
+    if old_control is not None:
+        name = f"control: {old_control['name']}"
+        if result.control is None:
+            drifts.append(Drift(result.key, name, old_control["estimate"], "missing", None, "missing"))
+        else:
+            if old_control["verdict"] != result.control_verdict:
+                drifts.append(Drift(result.key, name, old_control["verdict"], result.control_verdict, None,
+                                    "verdict"))
+            now[name] = result.control.statistic
+            old_case = old_case | {"statistics": old_case["statistics"] | {name: old_control}}
     for name, old in old_case["statistics"].items():
         if name not in now:
             drifts.append(Drift(result.key, name, old["estimate"], "missing", None, "missing"))

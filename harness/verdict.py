@@ -18,9 +18,16 @@ its variance components, so an inconclusive result states what would decide it
 not more models, are needed. An interval whose every resample equals the estimate gets NaN
 bounds: the data leave nothing to resample, and no verdict rests on it.
 
+A :class:`Control` is the claim's negative control: the same pipeline and threshold with
+the thing the claim is about destroyed (scores shuffled among points, a random set in place of
+the memorized one, ...). Where the claim's effect is absent the control's statistic sits at the
+threshold's boundary, so it comes out supported only by chance (2.5 % at the one-sided level of
+every verdict) or when the test responds to something other than the claim's effect. A
+supported control fails its case: the test cannot tell the claim from its absence.
+
 A :class:`ClaimResult` bundles the verdict with everything a report needs (further
-statistics, the paper's figure, cost, seed, notes, package versions) and round-trips
-through JSON via :meth:`ClaimResult.to_dict` / :meth:`ClaimResult.from_dict`.
+statistics, the control, the paper's figure, cost, seed, notes, package versions) and
+round-trips through JSON via :meth:`ClaimResult.to_dict` / :meth:`ClaimResult.from_dict`.
 """
 
 from __future__ import annotations
@@ -136,6 +143,47 @@ class Threshold:
         return f"{self.direction} {format_number(self.value)}"
 
 
+@dataclass(frozen=True)
+class Control:
+    """A negative control (module docstring): its statistic, decided against the claim's threshold,
+    and what was destroyed to make it (and why that makes it a control)."""
+
+    statistic: Statistic
+    destroyed: str
+
+    def __post_init__(self):
+        if not isinstance(self.statistic, Statistic):
+            raise ValueError("a Control's statistic must be a Statistic")
+        if not self.destroyed:
+            raise ValueError("a Control must say what it destroyed")
+
+    def as_dict(self) -> dict:
+        return {"statistic": self.statistic.as_dict(), "destroyed": self.destroyed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Control":
+        return cls(Statistic(**d["statistic"]), d["destroyed"])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A claim's decision (``harness.claims``): its decisive statistic against its threshold,
+    its negative control, and the parts or companions the decision computed on the way."""
+
+    decisive: Statistic
+    threshold: Threshold
+    control: Control
+    parts: list = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return decide(self.decisive, self.threshold)
+
+    @property
+    def control_verdict(self) -> str:
+        return decide(self.control.statistic, self.threshold)
+
+
 def decide(statistic: Statistic, threshold: Threshold) -> str:
     """SUPPORTED, REFUTED or INCONCLUSIVE by where the interval lies (module docstring)."""
     lower, upper, value = statistic.lower, statistic.upper, threshold.value
@@ -167,6 +215,16 @@ def intersection_union(parts: list[Statistic], threshold: Threshold) -> Statisti
     if threshold.direction == "above":
         return min(parts, key=lambda part: part.lower)
     return max(parts, key=lambda part: part.upper)
+
+
+def absolute_value(signed: Statistic) -> Statistic:
+    """|D| for a claim about a size whatever its sign ("changes", "agrees within"): the image of
+    D's interval under the absolute value, [dist(0, [lower, upper]), max(|lower|, |upper|)], a
+    95 % confidence set for |D| when [lower, upper] is one for D."""
+    lower, upper = signed.lower, signed.upper
+    nearest = 0.0 if lower <= 0.0 <= upper else min(abs(lower), abs(upper))
+    return Statistic(f"|{signed.name}|", abs(signed.estimate), nearest, max(abs(lower), abs(upper)), signed.n,
+                     unit=signed.unit, note=signed.note, components=signed.components)
 
 
 def undecidable(name: str, reason: str, unit: str = "points") -> Statistic:
@@ -232,6 +290,7 @@ class ClaimResult:
     decisive: Statistic
     threshold: Threshold
     statistics: list[Statistic] = field(default_factory=list)
+    control: Control | None = None
     paper: dict = field(default_factory=dict)
     models_trained: int = 0
     seconds: float = 0.0
@@ -246,6 +305,8 @@ class ClaimResult:
             raise ValueError("decisive must be a Statistic and threshold a Threshold")
         if not all(isinstance(s, Statistic) for s in self.statistics):
             raise ValueError("statistics must be a list of Statistic")
+        if self.control is not None and not isinstance(self.control, Control):
+            raise ValueError("control must be a Control or None")
         if self.models_trained < 0 or self.seconds < 0:
             raise ValueError(f"models_trained and seconds must be >= 0, got {self.models_trained}, {self.seconds}")
         self.models_trained = int(self.models_trained)
@@ -255,6 +316,12 @@ class ClaimResult:
     @property
     def verdict(self) -> str:
         return decide(self.decisive, self.threshold)
+
+    @property
+    def control_verdict(self) -> str | None:
+        """The control's verdict against the claim's threshold; SUPPORTED means the test cannot
+        tell the claim's effect from its absence (module docstring)."""
+        return None if self.control is None else decide(self.control.statistic, self.threshold)
 
     @property
     def power(self) -> tuple[dict | None, str]:
@@ -288,6 +355,7 @@ class ClaimResult:
             "decisive": self.decisive.as_dict(),
             "threshold": self.threshold.as_dict(),
             "statistics": [s.as_dict() for s in self.statistics],
+            "control": None if self.control is None else self.control.as_dict() | {"verdict": self.control_verdict},
             "paper": dict(self.paper),
             "models_trained": self.models_trained,
             "seconds": self.seconds,
@@ -313,6 +381,8 @@ class ClaimResult:
         values["decisive"] = Statistic(**d["decisive"])
         values["threshold"] = Threshold(**d["threshold"])
         values["statistics"] = [Statistic(**s) for s in d.get("statistics", [])]
+        control = d.get("control")
+        values["control"] = None if control is None else Control.from_dict(control)
         return cls(**values)
 
     def paper_text(self) -> str:
@@ -332,4 +402,7 @@ class ClaimResult:
             sentences.append(f"Paper: {self.paper_text()}.")
         if self.power[1]:
             sentences.append(f"What would decide it: {self.power[1]}.")
+        if self.control is not None:
+            sentences.append(f"Negative control ({self.control.destroyed}): {self.control.statistic}, "
+                             f"{self.control_verdict}.")
         return " ".join(sentences)

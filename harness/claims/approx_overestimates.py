@@ -1,0 +1,65 @@
+"""approx-overestimates (IMN25 4.2): the subsampled estimator (r < 1) overestimates memorization
+relative to exact leave-one-out; small sub-populations (2 to 10 members) are hit hardest,
+singletons and large sub-populations hardly at all.
+
+With error = subsampled - exact LOO on the same points, the claim holds when all three
+contrasts are above zero (an intersection-union test, each at the 95 % level, so no
+multiplicity correction is needed):
+
+    mean error(small) > 0,  mean error(small) - mean error(singletons) > 0,
+    mean error(small) - mean error(large) > 0.
+
+The decisive statistic is the contrast with the smallest lower bound (or one whose whole
+interval is at or below zero, which refutes the claim); a contrast whose bin has fewer than
+MIN_POINTS_PER_BIN points leaves the claim undecided. Intervals: crossed bootstrap over the
+models of both estimates and the scored points by sub-population within their size bins
+(``harness.experiments.ApproximationStudy.bootstrap``).
+
+Negative control: the same contrasts with the size bins shuffled among the scored points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import controls
+from harness.profiles import SIZE_BINS
+from harness.verdict import Control, Decision, Statistic, Threshold, intersection_union, undecidable
+
+CLAIM = "approx-overestimates"
+THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: small sub-populations are overestimated, and more "
+                                    "than singletons and large sub-populations (the sign is the claim)")
+CONTROL = "size bins shuffled among the scored points"
+MIN_POINTS_PER_BIN = 3
+NAMES = {"small": "overestimation of small sub-populations",
+         "singleton": "overestimation small minus singleton", "large": "overestimation small minus large"}
+
+
+def contrasts(study, seed: int = 0, bins=None) -> list[Statistic]:
+    """The three contrasts of the module docstring from one crossed bootstrap (``bins``: the
+    scored points' size bins, the study's own by default)."""
+    bins = study.table["bin"].to_numpy() if bins is None else np.asarray(bins)
+
+    def means(replicate):
+        points = replicate.points["scored"]
+        error, bin_of = study.errors(replicate)[points], bins[points]
+        mean = {b: np.nanmean(error[bin_of == b]) if (bin_of == b).any() else np.nan for b in SIZE_BINS}
+        return {"small": mean["small"], "singleton": mean["small"] - mean["singleton"],
+                "large": mean["small"] - mean["large"]}
+
+    intervals = study.bootstrap(means, seed=seed)
+    out = []
+    for part, name in NAMES.items():
+        short = [b for b in {"small", part} if (bins == b).sum() < MIN_POINTS_PER_BIN]
+        out.append(undecidable(name, f"only {', '.join(f'{(bins == b).sum()} {b}' for b in short)} scored "
+                                     f"point(s); the contrast needs {MIN_POINTS_PER_BIN} in each bin")
+                   if short else Statistic.from_interval(name, intervals[part], models_per_arm=study.models_per_arm))
+    return out
+
+
+def decide(study, seed: int = 0) -> Decision:
+    """From an ``ApproximationStudy`` (exact LOO and subsampled rows of the same points, their bins)."""
+    parts = contrasts(study, seed)
+    shuffled = contrasts(study, seed, controls.shuffled(study.table["bin"], seed))
+    return Decision(intersection_union(parts, THRESHOLD), THRESHOLD,
+                    Control(intersection_union(shuffled, THRESHOLD), CONTROL), parts)

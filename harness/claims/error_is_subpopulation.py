@@ -1,0 +1,79 @@
+"""error-is-subpopulation (IMN25 4.2): among the points the subsampled estimator flags as
+memorized, those with the largest approximation error are members of small sub-populations,
+those with the smallest error are outliers (singletons).
+
+IMN25 ranks the 200 "influential" points of its LOO study by error and compares the 100
+highest- and 100 lowest-error points. Here the influential points are those with subsampled
+score >= 0.25 (FZ20's high-influence cut), ranked by |subsampled - LOO| (ties at random); with
+k = min(100, n_influential // 4) points at each end, two contrasts must both be above zero
+(intersection-union test):
+
+    share of small-sub-population members (size 2-10): top-k minus bottom-k,
+    share of singletons: bottom-k minus top-k.
+
+Intervals: crossed bootstrap (``ApproximationStudy.bootstrap``): each replicate resamples the
+models of both estimates and the scored points by sub-population, then re-selects the
+influential points, re-ranks them and re-takes both ends.
+
+Negative control: both contrasts with the size bins shuffled among the scored points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import controls
+from harness.profiles import FZ20_HIGH_INFLUENCE
+from harness.verdict import Control, Decision, Statistic, Threshold, intersection_union, undecidable
+
+CLAIM = "error-is-subpopulation"
+INFLUENCE_CUT = FZ20_HIGH_INFLUENCE
+MOST_PER_END = 100   # IMN25's 100 highest- and 100 lowest-error points
+CONTROL = "size bins shuffled among the scored points"
+THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: highest-error points are small sub-populations and "
+                                    "lowest-error points outliers (the sign is the claim)")
+
+
+def points_per_end(influential: int) -> int:
+    return min(MOST_PER_END, influential // 4)
+
+
+def end_contrasts(study, seed: int = 0, bins=None) -> dict:
+    """Both contrasts with crossed-bootstrap intervals, keyed 'small', 'singleton' (``bins``: the
+    scored points' size bins, the study's own by default)."""
+    bins = study.table["bin"].to_numpy() if bins is None else np.asarray(bins)
+    tie_breaks = np.random.default_rng(seed).permutation(len(bins))
+
+    def shares(replicate):
+        points = replicate.points["scored"]
+        subsampled = study.subsampled.rescored(replicate.models["subsampled"])[points]
+        error = np.abs(study.errors(replicate)[points])
+        influential = np.flatnonzero((subsampled >= INFLUENCE_CUT) & np.isfinite(error))
+        k = points_per_end(len(influential))
+        if k < 2:
+            return {"small": np.nan, "singleton": np.nan}
+        ranked = influential[np.lexsort((tie_breaks[points[influential]], error[influential]))]
+        top, bottom = bins[points[ranked[-k:]]], bins[points[ranked[:k]]]
+        return {"small": np.mean(top == "small") - np.mean(bottom == "small"),
+                "singleton": np.mean(bottom == "singleton") - np.mean(top == "singleton")}
+
+    return study.bootstrap(shares, seed=seed)
+
+
+def decide(study, seed: int = 0) -> Decision:
+    """From an ``ApproximationStudy`` (exact LOO and subsampled rows of the same points, their bins)."""
+    influential = int((study.table["subsampled"] >= INFLUENCE_CUT).sum())
+    k = points_per_end(influential)
+    names = {"small": f"share of small-sub-population members, {k} highest minus {k} lowest error",
+             "singleton": f"share of singletons, {k} lowest minus {k} highest error"}
+    if k < 2:
+        missing = undecidable(names["small"], f"only {influential} influential points (subsampled score >= "
+                                              f"{INFLUENCE_CUT}): too few to rank (needs 8)")
+        return Decision(missing, THRESHOLD, Control(missing, CONTROL))
+    intervals = end_contrasts(study, seed)
+    shuffled = end_contrasts(study, seed, controls.shuffled(study.table["bin"], seed))
+    parts = [Statistic.from_interval(name, intervals[part], models_per_arm=study.models_per_arm)
+             for part, name in names.items()]
+    control = intersection_union([Statistic.from_interval(f"{name}, size bins shuffled", shuffled[part])
+                                  for part, name in names.items()], THRESHOLD)
+    return Decision(intersection_union(parts, THRESHOLD), THRESHOLD, Control(control, CONTROL), parts)
