@@ -3,20 +3,10 @@ distribution of randomly relabelled points, has fewer false positives than the o
 
 On ``synthetic-noisy`` the truth is known: singletons and mislabeled points are memorized
 (positives); correctly labelled members of sub-populations of two or more are not
-(negatives). Both scores come from one subsampled ensemble (r = 0.7, FZ20's estimator):
-
-    original   = P_in - P_out                       (FZ20; fixed thresholds 0.25, 0.45)
-    fractional = (P_in - P_out) / (P_in + P_out)    (IMN26)
-
-Each score is scored by its false-positive rate at 95 % true-positive rate (the operating
-point IMN26 reports), with Wilson intervals; the claim holds when
-
-    FPR(original) - FPR(fractional) > 0
-
-with a crossed bootstrap that keeps the pairing: each replicate resamples the ensemble's
-models and the real points by sub-population (positives and negatives each within
-themselves), recomputes both scores, re-chooses each score's 95 % TPR threshold and takes the
-difference of the two FPRs on the same resampled negatives.
+(negatives). Both scores come from one subsampled ensemble (r = 0.7); the decision (the paired
+difference of false-positive rates at 95 % true-positive rate) and its negative control are
+``harness.claims.fractional_definition``. FZ20's fixed thresholds (0.25, 0.45) are reported
+beside it.
 
 The null (:mod:`harness.null`): NULL_SHARE of the training set's size in fresh points (test
 inputs of the same sub-populations) with a random wrong label, trained alongside the real
@@ -24,9 +14,6 @@ points and left out of the evaluation. Random wrong labels can be fitted only by
 memorizing, so their scores show what a memorized point scores; the threshold is their 5 %
 quantile, which aims at the same 95 % true-positive rate as the decisive operating point.
 The rates of each score at its null threshold are reported beside it.
-
-Negative control (``harness.controls``): the decisive difference with the truth (memorized or
-not) shuffled among the real points, so neither score can find the memorized ones.
 """
 
 from __future__ import annotations
@@ -36,17 +23,13 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from harness import controls, estimators, plots, stats
-from harness.experiments import Case, load_dataset, subsampled_scores, training_points
+from harness import estimators, plots, stats
+from harness.claims.fractional_definition import CLAIM, TARGET_TPR, decide
+from harness.experiments import Case, load_dataset, subsampled_scores
 from harness.null import with_relabelled_null
-from harness.verdict import INCONCLUSIVE, ClaimResult, Control, Statistic, Threshold
+from harness.verdict import INCONCLUSIVE, ClaimResult, Statistic
 from harness.profiles import FZ20_RATE
 
-CLAIM = "fractional-definition"
-THRESHOLD = Threshold(0.0, "above", "IMN26: the fractional definition has fewer false positives, so the "
-                                    "original's FPR at 95 % TPR minus the fractional one's is positive (the "
-                                    "sign of the claim)")
-TARGET_TPR = 0.95
 NULL_QUANTILE = 1.0 - TARGET_TPR
 NULL_SHARE = 0.05   # null points per training point, about the data's own label noise (5 %)
 MIN_NULL_POINTS = 30  # so that the 5 % quantile is interpolated, not the minimum
@@ -94,25 +77,8 @@ def test_fractional_score_with_a_null_threshold_has_fewer_false_positives(case, 
     at_tpr = {name: stats.fpr_at_tpr(s.score[real], truth, TARGET_TPR) for name, s in scores.items()}
     negatives = int((~truth).sum())
 
-    def fpr_difference_interval(truth):
-        def fpr_difference(replicate):
-            rescored = {name: s.rescored(replicate.models["subsampled"])[real] for name, s in scores.items()}
-            points = replicate.points["real"]
-            points = points[np.isfinite(rescored["original"][points])]
-            fpr = {name: stats.fpr_at_tpr(values[points], truth[points], TARGET_TPR).fpr.estimate
-                   for name, values in rescored.items()}
-            return {"difference": fpr["original"] - fpr["fractional"]}
-
-        return stats.crossed_bootstrap(fpr_difference, {"subsampled": all_scores.model_groups},
-                                       {"real": training_points(base, np.arange(base.n_train), truth)},
-                                       seed=seed)["difference"]
-
-    name = f"FPR at {TARGET_TPR:.0%} TPR, original minus fractional"
-    decisive = Statistic.from_interval(name, fpr_difference_interval(truth), unit="points",
-                                       models_per_arm={"subsampled models": ensemble.n_models})
-    control = Control(Statistic.from_interval(f"{name}, truth shuffled",
-                                              fpr_difference_interval(controls.shuffled(truth, seed))),
-                      "which points are memorized (the truth) shuffled among the real points")
+    clusters = base.group_train if base.group_train is not None else np.full(base.n_train, -1)
+    decision = decide(all_scores, real, truth, clusters, seed)
 
     further, rows = [], []
     for name, point in at_tpr.items():
@@ -140,8 +106,8 @@ def test_fractional_score_with_a_null_threshold_has_fewer_false_positives(case, 
                              note="the two pipelines as published, each at its own threshold"))
     null_scores = all_scores.score[null.is_null]
     result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=null.dataset.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further, control=control,
+        claim=CLAIM, case=case.id, dataset=null.dataset.name, decisive=decision.decisive,
+        threshold=decision.threshold, statistics=further, control=decision.control,
         paper={"figure": "the fractional definition with a null-derived threshold has fewer false positives",
                "source": "IMN26 (abstract; scored there as FPR at 95 % TPR)"},
         models_trained=ensemble.n_models,

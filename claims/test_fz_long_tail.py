@@ -1,27 +1,16 @@
 """fz-long-tail (FZ20): high-memorization points are atypical: singletons, mislabeled points
 or members of rare sub-populations.
 
-Per case, Feldman & Zhang's subsampled scores (r = 0.7) of every training point. A point is
-*atypical* when its sub-population has at most 10 training members (singletons included;
-CLAIMS.md's "small" bin ends at 10) or its label is wrong; it is *high* when its score is
-at least 0.25, FZ20's threshold for memorized points. The statistic is the enrichment
-
-    enrichment = share of atypical points among high points - share of atypical points overall,
-
-with a crossed bootstrap: each replicate resamples the ensemble's models and the training
-points by sub-population, recomputes every score and re-selects the high points, so both the
-models' noise and the points' are in the interval. The claim holds when the enrichment is
-above 0 (the sign of the claim); the further enrichments carry Newcombe intervals given the
-scores (conditional on the models). Beside it: the odds ratio of being atypical,
-high vs not high, with Woolf's interval and Haldane's +0.5 correction of every cell,
+Per case, Feldman & Zhang's subsampled scores (r = 0.7) of every training point; the decision
+(the enrichment of atypical points among high scores) and its negative control are
+``harness.claims.fz_long_tail``. Beside it, with Newcombe intervals given the scores
+(conditional on the models): the odds ratio of being atypical, high vs not high, with Woolf's
+interval and Haldane's +0.5 correction of every cell,
 
     log OR = log((a + .5)(d + .5) / ((b + .5)(c + .5))),  se = sqrt(sum over cells of 1 / (cell + .5)),
 
 the same enrichment among the top decile of scores, and the enrichment of each kind of
 atypical point (singleton, small sub-population, mislabeled) on its own.
-
-Negative control (``harness.controls``): the same enrichment with the atypical flags shuffled
-among the training points (as many atypical points, none tied to its score).
 """
 
 from __future__ import annotations
@@ -33,17 +22,13 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from harness import controls, plots, stats
+from harness import plots, stats
+from harness.claims.fz_long_tail import CLAIM, HIGH_SCORE, decide
 from harness.experiments import Case, load_dataset, subsampled_scores, training_points
 from harness.profiles import FZ20_RATE, SIZE_BINS
-from harness.verdict import ClaimResult, Control, Statistic, Threshold
+from harness.verdict import ClaimResult, Statistic
 
-CLAIM = "fz-long-tail"
-THRESHOLD = Threshold(0.0, "above", "FZ20: high-memorization points are atypical, so atypical points make up "
-                                    "more of them than of the training set (the sign of the claim)")
-HIGH_SCORE = 0.25   # FZ20's threshold for memorized points
 TOP_SHARE = 0.10    # the top decile of scores, a threshold-free view of "high"
-
 
 def cases(profile):
     return [Case(data, "mlp") for data in ("synthetic", "synthetic-noisy", "digits")]
@@ -79,17 +64,6 @@ def odds_ratio(kind: np.ndarray, high: np.ndarray, name: str) -> Statistic:
                      kind.size, unit="points", note="Woolf interval, +0.5 in every cell; 1 = no association")
 
 
-def enrichment_interval(scores, atypical: np.ndarray, data, seed: int = 0):
-    """The decisive enrichment's crossed-bootstrap interval (module docstring)."""
-    def enrichment_of(replicate):
-        points = replicate.points["training"]
-        high = scores.rescored(replicate.models["subsampled"])[points] >= HIGH_SCORE
-        return {"enrichment": atypical[points][high].mean() - atypical[points].mean() if high.any() else np.nan}
-
-    return stats.crossed_bootstrap(enrichment_of, {"subsampled": scores.model_groups},
-                                   {"training": training_points(data, np.arange(data.n_train))}, seed=seed)["enrichment"]
-
-
 @pytest.mark.claim(CLAIM)
 def test_high_memorization_points_are_mostly_atypical(case, profile, store, device, seed, conclude):
     data = load_dataset(case.data, profile.name)
@@ -101,14 +75,7 @@ def test_high_memorization_points_are_mostly_atypical(case, profile, store, devi
     top = np.zeros(data.n_train, dtype=bool)
     top[np.argsort(-scores.score, kind="stable")[:max(1, round(TOP_SHARE * data.n_train))]] = True
 
-    decisive = Statistic.from_interval(f"atypical share among points with score >= {HIGH_SCORE} minus overall",
-                                       enrichment_interval(scores, atypical, data, seed),
-                                       note=f"{int((atypical & high).sum())} of {int(high.sum())} high points vs "
-                                            f"{int(atypical.sum())} of {atypical.size} overall",
-                                       models_per_arm={"subsampled models": ensemble.n_models})
-    control = Control(Statistic.from_interval(f"{decisive.name}, atypical flags shuffled",
-                                              enrichment_interval(scores, controls.shuffled(atypical, seed), data, seed)),
-                      "atypical flags shuffled among the training points")
+    decision = decide(scores, atypical, training_points(data, np.arange(data.n_train)), seed)
     further = [odds_ratio(atypical, high, f"odds ratio of atypical, score >= {HIGH_SCORE} vs below"),
                enrichment(atypical, top, "atypical share among the top decile minus overall"),
                odds_ratio(atypical, top, "odds ratio of atypical, top decile vs the rest")]
@@ -116,8 +83,8 @@ def test_high_memorization_points_are_mostly_atypical(case, profile, store, devi
                 for kind, mask in kinds.items() if kind != "atypical"]
     sizes_known = "known" if case.data.startswith("synthetic") else "inferred by clustering within each class"
     result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further, control=control,
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
+        statistics=further, control=decision.control,
         paper={"figure": "high-memorization examples are atypical, ambiguous or mislabeled (qualitative)",
                "source": "FZ20 (CIFAR-100 and ImageNet, subsampled estimator r = 0.7, threshold 0.25)"},
         models_trained=ensemble.n_models,
@@ -130,7 +97,7 @@ def test_high_memorization_points_are_mostly_atypical(case, profile, store, devi
     table = pd.DataFrame({kind: [mask.mean(), mask[high].mean() if high.any() else np.nan, mask[top].mean()]
                           for kind, mask in kinds.items()},
                          index=["share overall", f"share with score >= {HIGH_SCORE}", "share in the top decile"])
-    shown = [decisive] + [s for s in further if "share" in s.name]
+    shown = [decision.decisive] + [s for s in further if "share" in s.name]
     conclude(result,
              figures={"enrichment": plots.interval_bars(
                  [s.name.replace(" minus overall", "") for s in shown], [s.estimate for s in shown],

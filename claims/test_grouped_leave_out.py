@@ -19,29 +19,14 @@ the base models only) and the exact LOO score of the same targets:
 - MLP: the exact LOO plan of approx-overestimates (the same targets and
   M = ``profile.loo_models_per_target``, shared through the store).
 
-Decisive statistic, an equivalence test on the targets in small sub-populations (2-10):
-
-    D = mean over small targets of (grouped(i) - exact(i)),  [D_lo, D_hi] its 95 % crossed
-    bootstrap interval (the grouped models in their pools, the exact LOO models in theirs, the
-    small targets by sub-population);
-    |D| with interval [dist(0, [D_lo, D_hi]), max(|D_lo|, |D_hi|)]   (the image of [D_lo, D_hi]
-    under |.|: a 95 % confidence set for |D|).
-
-Threshold: below ``MARGIN`` = 0.05, so the claim is supported when the whole interval of D
-lies inside (-0.05, 0.05) (two one-sided tests, each at 2.5 %), refuted when it lies wholly
-outside on one side, inconclusive otherwise. The margin is IMN25 4.2's own tolerance (a
-point "within 5 % error" of exact LOO agrees with it). Resampling the models as well as the
-targets carries the noise every target shares through the same base models.
+The decision (an equivalence test on the small sub-populations' mean difference from exact
+LOO, margin 0.05) and its negative control (FZ20's subsampled estimator in the grouped design's
+place) are ``harness.claims.grouped_leave_out``.
 
 Reported beside it: D per size bin, the same difference for FZ20's subsampled estimator
 (r = 0.7, the ensemble approx-overestimates trains; it should show its small-sub-population
 bias), the pooled-P_in option minus the base-only estimate, and the cost: models the design
 trains, (G + 1) M, against exact LOO's (T + 1) M for the same targets.
-
-Negative control (``harness.controls``): the same equivalence test with FZ20's subsampled
-estimator in the grouped design's place; it is biased up on small sub-populations (IMN25 4.2),
-so a test that finds it equivalent to exact LOO could not tell a biased estimator from an
-exact one.
 """
 
 from __future__ import annotations
@@ -52,17 +37,12 @@ import pytest
 
 from harness import plots, stats
 from harness.ensemble import train_ensemble
-from harness.experiments import Case, load_dataset, loo_scores, pick_targets, subsampled_scores, training_points
+from harness.experiments import Case, load_dataset, loo_scores, pick_targets, subsampled_scores
 from harness.grouped import grouped_plan, grouped_scores
 from harness.profiles import FZ20_RATE, SIZE_BINS, size_bin
-from harness.verdict import ClaimResult, Control, Statistic, Threshold, absolute_value
+from harness.claims.grouped_leave_out import CLAIM, decide
+from harness.verdict import ClaimResult, Statistic
 
-CLAIM = "grouped-leave-out"
-MARGIN = 0.05
-THRESHOLD = Threshold(MARGIN, "below",
-                      "harness design claim, not from the papers: the margin is IMN25 4.2's tolerance, a score "
-                      "within 5 % of exact LOO agrees with it; the whole 95 % interval of the mean difference "
-                      "on small sub-populations must lie inside (-0.05, 0.05)")
 RIDGE_TARGETS_FACTOR = 4     # ridge targets per bin = this x profile.loo_targets_per_bin (LOO is free)
 MIN_POINTS_PER_BIN = 2       # a bootstrap needs two values
 
@@ -103,22 +83,7 @@ def test_grouped_leave_out_matches_exact_loo_on_small_subpopulations(case, profi
     if small.sum() < MIN_POINTS_PER_BIN:
         pytest.fail(f"only {int(small.sum())} targets in small sub-populations", pytrace=False)
 
-    def small_difference(estimate, name: str) -> Statistic:
-        def difference(replicate):
-            points = replicate.points["small"]
-            return {"d": np.nanmean(estimate.rescored(replicate.models["estimate"])[small][points]
-                                    - exact.rescored(replicate.models["exact"])[small][points])}
-
-        interval = stats.crossed_bootstrap(difference, {"estimate": estimate.model_groups, "exact": exact.model_groups},
-                                           {"small": training_points(data, scores.points[small])}, seed=seed)["d"]
-        return Statistic.from_interval(name, interval, models_per_arm={"models per arm (M)": models_per_target})
-
-    signed = small_difference(scores, "mean grouped - exact LOO, small sub-populations")
-    control = Control(absolute_value(small_difference(subsampled, f"mean subsampled (r={FZ20_RATE}) - exact LOO, small "
-                                                               f"sub-populations")),
-                      f"the grouped design: FZ20's subsampled estimator (r = {FZ20_RATE}) in its place, biased on "
-                      f"small sub-populations (IMN25 4.2)")
-    decisive = absolute_value(signed)
+    decision = decide(scores, exact, subsampled, small, data.group_train[scores.points], models_per_target, seed)
     per_bin = []
     for name in SIZE_BINS:
         rows = bins == name
@@ -142,8 +107,8 @@ def test_grouped_leave_out_matches_exact_loo_on_small_subpopulations(case, profi
     ]
     models_trained = models_design + exact_models + sub_ensemble.n_models
     result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=[signed] + per_bin + [pooled_agreement] + cost, control=control,
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
+        statistics=decision.parts + per_bin + [pooled_agreement] + cost, control=decision.control,
         paper={"figure": "none: a harness design claim; the cost it cuts is IMN25's exact LOO study",
                "source": "IMN25 4.2: 200 targets x 100 models (20,000 models) for CIFAR-10 / VGG-6"},
         models_trained=models_trained,
@@ -164,7 +129,7 @@ def test_grouped_leave_out_matches_exact_loo_on_small_subpopulations(case, profi
     table["subsampled - exact"] = table["subsampled"] - table["exact"]
     summary = table.groupby("bin").mean().round(3)
     summary.insert(0, "targets", table.groupby("bin").size())
-    shown = [signed] + per_bin
+    shown = decision.parts + per_bin
     conclude(result,
              figures={"grouped-vs-exact": plots.scatter_with_fit(exact.score, scores.score, "exact LOO score",
                                                                  "grouped leave-out score", title),

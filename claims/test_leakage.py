@@ -40,7 +40,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import controls, plots
+from harness import plots
+from harness.claims.leakage import CLAIM, MEMORIZATION_THRESHOLD, decide
 from harness.experiments import Case, load_dataset
 from harness.leakage import copy_weights_matching_clean_mix, detect_near_duplicates, plant_near_duplicates
 from harness.removal import (
@@ -49,15 +50,11 @@ from harness.removal import (
     select_above,
     selection_scores,
 )
-from harness.verdict import ClaimResult, Control, Threshold, undecidable
-from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE
+from harness.verdict import ClaimResult
+from harness.profiles import FZ20_RATE
 
-CLAIM = "leakage"
-MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
 CIFAR100_LEAK_SHARE = 0.10  # Barz & Denzler 2020: about 10 % of CIFAR-100 test images have a training near-duplicate
 DETECTION_QUANTILE = 0.05
-CONTROL = "the near-duplicates: the clean test points of a random half of the sub-populations pose as the leaked ones"
-THRESHOLD = Threshold(0.0, "above", "IMN26: near-duplicates inflate the marginal utility (the sign is the claim)")
 
 
 def cases(profile):
@@ -92,65 +89,40 @@ def test_near_duplicates_inflate_marginal_utility(case, profile, store, device, 
     removed = select_above(scores, MEMORIZATION_THRESHOLD)
     split, duplicate_weights, share, how = leaked_split(data)
     models = profile.removal_models
-    name = "inflation: utility with leaked test points minus utility on the clean test points"
     notes = [f"{describe_scores(case.rate, score_models)}; "
              f"{int(removed.sum())} points with score >= {MEMORIZATION_THRESHOLD} removed; {models} models per arm; "
              "accuracies as fractions (0.01 = 1 point)", how]
     utility = None
-    if not removed.any() or not split.leaked.any():
-        decisive, further = undecidable(name, "no near-duplicate in the test split" if removed.any() else
-                                        f"no point has a score >= {MEMORIZATION_THRESHOLD}"), []
-        control = Control(decisive, CONTROL)
-    else:
+    if removed.any() and split.leaked.any():
         utility = marginal_utility(split.dataset, spec, {"memorized": removed}, models, store, device, seed)
-        leaked, clean = split.leaked, ~split.leaked
+    decision = decide(utility, split.leaked, duplicate_weights, share, seed)
+    further = list(decision.parts)
+    if utility is not None:
+        leaked = split.leaked
         source_removed = np.zeros(split.dataset.n_test, dtype=bool)
         source_removed[leaked] = removed[split.source[leaked]]
-
-        def figures(replicate):
-            drop_leaked = utility.resampled_drop(replicate, "memorized", duplicate_weights)
-            drop_clean = utility.resampled_drop(replicate, "memorized", clean)
-            out = {"inflation": share * (drop_leaked - drop_clean), "clean": drop_clean,
-                   "leaked": (1 - share) * drop_clean + share * drop_leaked, "duplicates": drop_leaked}
-            if (leaked & source_removed).any():
-                out["concentrated"] = share * (utility.resampled_drop(replicate, "memorized", leaked & source_removed)
-                                               - drop_clean)
-            return out
-
-        intervals = utility.bootstrap(figures, strata=leaked)
-        decisive = utility.statistic(name, intervals["inflation"],
-                                     f"s * (drop on near-duplicates - drop on clean), s = {share:.3f}")
-        posing = clean & controls.random_half_of_groups(split.dataset.group_test, clean, seed)
-        rest = clean & ~posing
-        no_leak = utility.bootstrap(lambda r: {"inflation": share * (utility.resampled_drop(r, "memorized", posing)
-                                                                     - utility.resampled_drop(r, "memorized", rest))},
-                                    strata=posing)["inflation"]
-        control = Control(utility.statistic(f"{name}, half the clean sub-populations posing as leaked", no_leak),
-                          CONTROL)
-        further = [utility.statistic("marginal utility on the clean test points", intervals["clean"]),
-                   utility.statistic("marginal utility with leaked test points", intervals["leaked"]),
-                   utility.statistic("accuracy drop on near-duplicates", intervals["duplicates"],
-                                     "weighted to the clean sub-population mix" if duplicate_weights.dtype != bool
-                                     else "")]
         for label, points in (("removed", leaked & source_removed), ("kept", leaked & ~source_removed)):
             if points.any():
                 further.append(utility.statistic(f"accuracy drop on near-duplicates of {label} training points",
                                                  utility.drop("memorized", points), f"{int(points.sum())} test points"))
-        if "concentrated" in intervals:
+        if (leaked & source_removed).any():
+            concentrated = utility.bootstrap(lambda r: {"c": share * (
+                utility.resampled_drop(r, "memorized", leaked & source_removed)
+                - utility.resampled_drop(r, "memorized", ~leaked))}, strata=leaked)["c"]
             further.append(utility.statistic(
-                "inflation if every near-duplicate were of a removed point", intervals["concentrated"],
+                "inflation if every near-duplicate were of a removed point", concentrated,
                 "s * (drop on duplicates of removed points - drop on clean): leakage concentrated on "
                 "memorized points, as in FZ20's high-influence pairs; an upper-end scenario, not the decisive one"))
     result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further, control=control,
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
+        statistics=further, control=decision.control,
         paper={"figure": "qualitative: leakage-free test sets (CIFAR without duplicates, ImageNet-V2) shrink "
                          "the marginal utility", "source": "IMN26 (reviews)"},
         models_trained=score_models + (utility.models if utility is not None else 0), notes=notes,
     )
     figures = {}
     if utility is not None:
-        bars = [decisive] + further
+        bars = [decision.decisive] + further
         figures = {"utilities": plots.interval_bars(
             [s.name.split(":")[0].replace("accuracy drop on ", "drop: ") for s in bars],
             [s.estimate for s in bars], [s.lower for s in bars], [s.upper for s in bars],

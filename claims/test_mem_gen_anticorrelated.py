@@ -6,18 +6,9 @@ decay, with and without augmentation (Gaussian input noise, ``MLPSpec.input_nois
 the random-feature ridge family at several feature counts and ridge strengths), one
 subsampled ensemble (r = 0.7, FZ20's estimator, as IMN25 used) gives the test accuracy
 (mean over models), the mean memorization score over the training points and the share
-of points scoring >= 0.25. Across configurations,
-
-    decisive = Pearson r(mean memorization, test accuracy)
-
-with a Fisher z interval over the configurations, widened by the models' own noise (each
-configuration's two figures come from a finite ensemble: the variance of atanh r when every
-ensemble's models are resampled, ``harness.experiments.correlation_across_configurations``),
-and the claim holds when its upper bound is below 0 (the sign of the claim; IMN25 reports
--0.997 over 19 configurations, and its own text also prints "0.997"). The configurations'
-variance is the jackknife's, with a t quantile, because configurations are not bivariate
-normal (the plain Fisher interval covered 0.885 in ``harness.calibration``); percentile
-bootstrap intervals and Spearman correlations are reported beside it.
+of points scoring >= 0.25. The decision (Pearson r across configurations, the models' noise
+in its interval) and its negative control are ``harness.claims.mem_gen_anticorrelated``;
+percentile bootstrap intervals and Spearman correlations are reported beside it.
 
 An identity explains much of it. Each point is in the same number of models of a balanced
 plan, so the mean of P_in over points is the models' accuracy on their own training
@@ -33,9 +24,6 @@ with test accuracy given training accuracy, with a Fisher interval on n - 4 degr
 
     r_xy.z = (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)),
     (lower, upper) = tanh(atanh(r_xy.z) -/+ z_{0.975} / sqrt(n - 4)).
-
-Negative control (``harness.controls``): the decisive correlation with the configurations'
-ensembles (so their test accuracies) shuffled across configurations.
 """
 
 from __future__ import annotations
@@ -48,14 +36,12 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from harness import controls, plots, stats
-from harness.experiments import correlation_across_configurations, load_dataset, subsampled_scores
-from harness.verdict import ClaimResult, Control, Statistic, Threshold
+from harness import plots, stats
+from harness.claims.mem_gen_anticorrelated import CLAIM, decide
+from harness.experiments import load_dataset, subsampled_scores
+from harness.verdict import ClaimResult, Statistic
 from harness.profiles import FZ20_RATE
 
-CLAIM = "mem-gen-anticorrelated"
-THRESHOLD = Threshold(0.0, "below", "IMN25 5: memorization and test accuracy are negatively correlated (the "
-                                    "sign of the claim; the paper reports -0.997, its text also '0.997')")
 HIGH_SCORE = 0.25
 AUGMENTATION_NOISE = 0.25  # input-noise standard deviation; the features are of order 1
 # One ensemble per configuration; the mean score averages every training point, so a few
@@ -157,17 +143,8 @@ def test_memorization_and_test_accuracy_are_negatively_correlated(case, profile,
     memorization, accuracy = table["mean memorization"], table["test accuracy"]
     gap, high = table["generalization gap"], table[f"share >= {HIGH_SCORE}"]
 
-    decisive = Statistic.from_interval(
-        "Pearson r(mean memorization, test accuracy)",
-        correlation_across_configurations(measured, seed),
-        unit="configurations", note="Fisher z: the jackknife over configurations plus the models' variance",
-        models_per_arm={"models per configuration": models})
-    scores_of, ensembles_of = zip(*measured)
-    control = Control(Statistic.from_interval(
-        f"{decisive.name}, accuracies shuffled across configurations",
-        correlation_across_configurations(list(zip(scores_of, controls.shuffled(ensembles_of, seed))), seed),
-        unit="configurations"), "which test accuracy belongs to which configuration (accuracies shuffled across "
-                                "configurations, each with its own models)")
+    decision = decide([(scores, ensemble.test_accuracy()) for scores, ensemble in measured], seed)
+    decisive = decision.decisive
     further = [
         correlation("Pearson r(mean memorization, test accuracy), bootstrap",
                     stats.bootstrap_correlation(memorization, accuracy, "pearson")),
@@ -188,7 +165,7 @@ def test_memorization_and_test_accuracy_are_negatively_correlated(case, profile,
                                            unit="configurations", note="0 when the identity holds exactly"))
     result = ClaimResult(
         claim=CLAIM, case=case.id, dataset=", ".join(sorted({c.data for c in case.configurations})),
-        decisive=decisive, threshold=THRESHOLD, statistics=further, control=control,
+        decisive=decisive, threshold=decision.threshold, statistics=further, control=decision.control,
         paper={"figure": "Pearson -0.997 over 19 configurations (the text also prints 0.997)",
                "source": "IMN25 5 (VGG, ResNet, ViT on CIFAR-10/100 and Tiny ImageNet, with and without weight "
                          "decay and augmentation)"},

@@ -3,24 +3,13 @@ purges whole sub-populations from the training set; the accuracy drop then comes
 points of the purged sub-populations (a distribution shift), and removing as many low-score
 points of large sub-populations also lowers accuracy.
 
-Per case, FZ20's subsampled scores (r = 0.7); R = {i : mem(i) >= 0.25} (FZ20's high-influence
-cut). M models are trained on S and on S \\ R (``harness.removal``). A sub-population is purged
-when R holds all of its training points; P is the set of test points of purged
-sub-populations and K the rest. Decisive statistic (crossed bootstrap over model indices and
-the test points by sub-population, P and K each resampled within itself):
-
-    drop(R; P) - drop(R; K) > 0,      drop(R; T) = mean acc_T(h^S) - mean acc_T(h^{S \\ R}),
-
-the sign being the claim: the drop concentrates on the purged sub-populations' test points.
-Also reported: the share of sub-populations purged (Wilson interval), the drops on P and K, and
-the contrast arms of ``removal_experiment``: as many of the lowest-scoring points of large
-sub-populations (IMN25 4.3: this also lowers accuracy) and as many random points. If R purges
-no sub-population with test points, the contrast does not exist and the case is undecided.
-
-Negative control (``harness.controls``): the same contrast with the purge taken away, the test
-points of unpurged sub-populations of the purged ones' size bins (one stand-in for each purged
-sub-population) against those of the other kept sub-populations. If small sub-populations lose
-as much without being purged, the contrast answers to their size, not to the purge.
+Per case, FZ20's subsampled scores (r = 0.7); R = {i : mem(i) >= 0.25}; M models are trained on
+S and on S \\ R and on the contrast arms of ``removal_experiment`` (``harness.removal``). The
+decision (the drop on purged minus kept sub-populations' test points) and its negative control
+are ``harness.claims.removal_shifts_distribution``. Also reported: the share of sub-populations
+purged (Wilson interval), the drops on purged and kept test points, and the contrast arms: as
+many of the lowest-scoring points of large sub-populations (IMN25 4.3: this also lowers
+accuracy) and as many random points.
 """
 
 from __future__ import annotations
@@ -28,23 +17,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import controls, plots, stats
+from harness import plots, stats
+from harness.claims.removal_shifts_distribution import CLAIM, MEMORIZATION_THRESHOLD, decide
 from harness.experiments import Case, load_dataset
 from harness.removal import (
     describe_scores,
     removal_experiment,
     selection_scores,
 )
-from harness.verdict import ClaimResult, Control, Statistic, Threshold, undecidable
-from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, size_bin
-
-CLAIM = "removal-shifts-distribution"
-MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
-CONTROL = ("the purge: unpurged sub-populations of the purged ones' size bins stand in for them (their test points "
-           "against the other kept sub-populations')")
-THRESHOLD = Threshold(0.0, "above", "IMN25 4.3: the drop comes from the test points of purged "
-                                    "sub-populations (the sign is the claim)")
-
+from harness.verdict import ClaimResult, Statistic
+from harness.profiles import FZ20_RATE, size_bin
 
 def cases(profile):
     if profile.name == "smoke":
@@ -79,25 +61,8 @@ def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, de
     low, high = stats.wilson_interval(n_purged, len(groups))
     further = [Statistic("share of sub-populations purged", n_purged / len(groups), low, high, len(groups),
                          "sub-populations", "IMN25 4.3: removal purges entire sub-populations")]
-    if not removed.any() or not purged.any() or purged.all():
-        decisive = undecidable("drop on purged minus kept sub-populations' test points",
-                               f"{int(purged.sum())} of {data.n_test} test points belong to purged sub-populations"
-                               if removed.any() else f"no point has a score >= {MEMORIZATION_THRESHOLD}")
-        control = Control(decisive, CONTROL)
-    else:
-        decisive = utility.statistic("drop on purged minus kept sub-populations' test points",
-                             utility.drop_contrast("memorized", purged, ~purged))
-        stand_ins = np.isin(data.group_test, controls.stand_in_groups(data, utility.purged_groups("memorized"), seed))
-        others = ~purged & ~stand_ins
-        control = Control(utility.statistic("drop on stand-in minus other kept sub-populations' test points",
-                                            utility.drop_contrast("memorized", stand_ins, others))
-                          if stand_ins.any() and others.any() else
-                          undecidable("drop on stand-in minus other kept sub-populations' test points",
-                                      "no unpurged sub-population of a purged one's size bin has test points"), CONTROL)
-        further += [utility.statistic("accuracy drop on purged sub-populations' test points",
-                              utility.drop("memorized", purged)),
-                    utility.statistic("accuracy drop on kept sub-populations' test points",
-                              utility.drop("memorized", ~purged))]
+    decision = decide(utility, seed)
+    further = decision.parts + further
     if removed.any():
         further += [utility.statistic("accuracy drop, memorized points removed", utility.drop("memorized"),
                               "FZ20's marginal utility"),
@@ -116,8 +81,8 @@ def test_accuracy_drop_comes_from_purged_subpopulations(case, profile, store, de
     if not case.data.startswith("synthetic"):
         notes.append("sub-populations inferred by clustering within each class")
     result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further, control=control,
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
+        statistics=further, control=decision.control,
         paper={"figure": "qualitative: the drop is due to purged sub-populations; removing low-score points of "
                          "large sub-populations would also lower accuracy", "source": "IMN25 4.3"},
         models_trained=score_models + utility.models, notes=notes,

@@ -2,26 +2,17 @@
 estimator toward leave-one-out (e.g. r = 0.95) removes its bias.
 
 Per case and rate r, the subsampled scores and exact LOO scores of the same points
-(:func:`harness.experiments.approximation_error`); the bias of a size bin is its mean
-error = subsampled - LOO. The claim holds when the bias of small sub-populations (2 to 10
-members, the bin IMN25 found hardest hit) falls from the lowest to the highest rate:
-
-    decisive = bias(small, r_lowest) - bias(small, r_highest) > 0,
-
-with a crossed bootstrap: the LOO models, each rate's subsampled models and the small bin's
-points (the same points at every rate, resampled by sub-population) all resampled together.
-Beside it: a Spearman correlation of bias(small) with r across the rates (negative when it
-falls), the bias at the highest rate, and the change between r = 0.5 and r = 0.9, where the
-reviews of IMN26 saw the error flat on CIFAR-10.
+(:func:`harness.experiments.approximation_error`); the decision (the bias of small
+sub-populations falls from the lowest to the highest rate *and* lies within a margin of zero at
+the highest) and its negative control are ``harness.claims.sampling_rate_bias``. Beside it: a
+Spearman correlation of bias(small) with r across the rates, and the change between r = 0.5 and
+r = 0.9, where the reviews of IMN26 saw the error flat on CIFAR-10.
 
 Models per rate: at rate r each point is left out of k (1 - r) models, so k is raised to
 at least MIN_MODELS_OUT / (1 - r) (r = 0.99 needs 1,000 models for 10). P_out is unbiased
 for any count, and a bin's bias averages many points, so 10 suffice for the bin means the
 claim is about (not for single points' scores). A rate whose k exceeds the family's budget
 (MODEL_BUDGET times the profile's k) is reported as unresolvable and left out.
-
-Negative control (``harness.controls``): the decisive change with no change of rate, the bias
-of small sub-populations from one random half of the lowest rate's models minus from the other.
 """
 
 from __future__ import annotations
@@ -33,19 +24,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import controls, plots, stats
-from harness.experiments import Case, approximation_error, load_dataset, training_points
+from harness import plots, stats
+from harness.claims.sampling_rate_bias import CLAIM, MIN_POINTS_PER_BIN, bias_contrast, decide, small_points
+from harness.experiments import Case, approximation_error, load_dataset
 from harness.profiles import SIZE_BINS
-from harness.verdict import ClaimResult, Control, Statistic, Threshold, undecidable
+from harness.verdict import ClaimResult, Statistic
 
-CLAIM = "sampling-rate-bias"
-THRESHOLD = Threshold(0.0, "above", "IMN26: raising r toward LOO removes the bias, so the bias of small "
-                                    "sub-populations must fall from the lowest to the highest rate (the sign "
-                                    "of the claim)")
 MIN_MODELS_OUT = 10
 # How many times the profile's k a family may train at one rate: ridge models are cheap.
 MODEL_BUDGET = {"ridge": 4, "mlp": 1}
-MIN_POINTS_PER_BIN = 3
 
 
 def cases(profile):
@@ -79,53 +66,6 @@ def bias_by_bin(errors: dict[float, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def small_bias_change(studies: dict, high: float, low: float, name: str, data, seed: int = 0,
-                      note: str = "") -> Statistic:
-    """bias(small, low) - bias(small, high), crossed bootstrap (module docstring)."""
-    tables = {rate: studies[rate].table for rate in (low, high)}
-    if not np.array_equal(tables[low]["point"].to_numpy(), tables[high]["point"].to_numpy()):
-        raise ValueError("the two rates scored different points; a paired difference needs the same ones")
-    small = (tables[low]["bin"] == "small").to_numpy()
-    if small.sum() < MIN_POINTS_PER_BIN:
-        return undecidable(name, f"only {int(small.sum())} scored points in small sub-populations")
-    loo = studies[low].loo
-
-    def change(replicate):
-        points = replicate.points["small"]
-        exact = loo.rescored(replicate.models["loo"])[small][points]
-        bias = {rate: np.nanmean(studies[rate].subsampled.rescored(replicate.models[f"r={rate}"])[small][points]
-                                 - exact) for rate in (low, high)}
-        return {"change": bias[low] - bias[high]}
-
-    pools = {"loo": loo.model_groups} | {f"r={rate}": studies[rate].subsampled.model_groups for rate in (low, high)}
-    interval = stats.crossed_bootstrap(change, pools, {"small": training_points(data, loo.points[small])},
-                                       seed=seed)["change"]
-    arms = {f"subsampled models at r={rate}": len(studies[rate].subsampled.model_groups) for rate in (low, high)}
-    return Statistic.from_interval(name, interval, note=note, models_per_arm=arms | studies[low].loo_models_per_pool)
-
-
-def same_rate_control(study, data, name: str, seed: int = 0) -> Statistic:
-    """bias(small) from one random half of a rate's models minus from the other half: the decisive
-    change with no change of rate (``harness.controls``)."""
-    small = (study.table["bin"] == "small").to_numpy()
-    if small.sum() < MIN_POINTS_PER_BIN:
-        return undecidable(name, f"only {int(small.sum())} scored points in small sub-populations")
-    half = controls.random_half(len(study.subsampled.model_groups), seed)
-
-    def change(replicate):
-        points = replicate.points["small"]
-        exact = study.loo.rescored(replicate.models["loo"])[small][points]
-        weights = replicate.models["subsampled"]
-        first, second = (np.nanmean(study.subsampled.rescored(weights * part)[small][points] - exact)
-                         for part in (half, ~half))
-        return {"change": first - second}
-
-    pools = {"loo": study.loo.model_groups, "subsampled": study.subsampled.model_groups}
-    interval = stats.crossed_bootstrap(change, pools, {"small": training_points(data, study.loo.points[small])},
-                                       seed=seed)["change"]
-    return Statistic.from_interval(name, interval)
-
-
 def bias_figure(bias: pd.DataFrame, title: str):
     figure = None
     for name in SIZE_BINS:
@@ -153,29 +93,23 @@ def test_raising_the_sampling_rate_removes_the_bias_of_small_subpopulations(case
     # The exact-LOO ensemble is the same at every rate: count it once.
     loo_models = study.models - planned[resolvable[-1]]
     models = loo_models + sum(planned[r] for r in resolvable)
-    low, high = resolvable[0], resolvable[-1]
-    decisive = small_bias_change(studies, high, low, f"bias of small sub-populations at r={low} minus at r={high}",
-                                 data, seed)
-    control = Control(same_rate_control(studies[low], data, f"bias of small sub-populations at r={low}, one half of "
-                                                            f"its models minus the other", seed),
-                      f"the change of rate: r={low} against itself, two random halves of its models")
+    decision = decide(studies, seed)
     bias = bias_by_bin(errors)
     small = bias[bias["bin"] == "small"]
     trend = stats.spearman(small["rate"], small["bias"])
-    further = [Statistic.from_interval("Spearman of bias(small) with the rate", trend, unit="rates",
-                                       note="negative when the bias falls as r rises; Fisher z interval (zero width "
-                                            "at -1 or 1)")]
-    last = small[small["rate"] == high].iloc[0]
-    further.append(Statistic(f"bias of small sub-populations at r={high}", last["bias"], last["lower"],
-                             last["upper"], int(last["points"]), unit="points", note="0 when the bias is removed"))
-    if 0.5 in errors and 0.9 in errors:
-        further.append(small_bias_change(studies, 0.9, 0.5, "bias of small sub-populations at r=0.5 minus at r=0.9",
-                                         data, seed, note="the reviews of IMN26 saw the error flat between r = 0.5 and 0.9 "
-                                              "on CIFAR-10"))
+    further = decision.parts + [
+        Statistic.from_interval("Spearman of bias(small) with the rate", trend, unit="rates",
+                                note="negative when the bias falls as r rises; Fisher z interval (zero width at -1 or 1)")]
+    if 0.5 in errors and 0.9 in errors and small_points(studies[0.5]).sum() >= MIN_POINTS_PER_BIN:
+        flat = bias_contrast(studies[0.5].loo, studies[0.5].subsampled, studies[0.9].subsampled,
+                             small_points(studies[0.5]), np.asarray(studies[0.5].points.clusters), seed)["change"]
+        further.append(Statistic.from_interval("bias of small sub-populations at r=0.5 minus at r=0.9", flat,
+                                               note="the reviews of IMN26 saw the error flat between r = 0.5 and 0.9 "
+                                                    "on CIFAR-10"))
     unresolvable = [rate for rate, models in planned.items() if models is None]
     result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=data.name, decisive=decisive, threshold=THRESHOLD,
-        statistics=further, control=control,
+        claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
+        statistics=further, control=decision.control,
         paper={"figure": "raising r toward LOO (e.g. r = 0.95) removes the bias",
                "source": "IMN26 (abstract and reviews)",
                "reviews": "error flat between r = 0.5 and 0.9 on CIFAR-10 (reviews of IMN26)"},

@@ -132,7 +132,7 @@ def _configuration(rng: np.random.Generator, design: Design) -> RidgeSpec:
 def _memorization_and_accuracy(design: Design, data, spec, models: int, store: Store, seed: int):
     plan = subsampled_plan(data.n_train, models, FZ20_RATE, seed)
     ensemble = train_ensemble(data, spec, plan, store, seed, progress=False)
-    return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), ensemble
+    return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), ensemble.test_accuracy()
 
 
 def _correlation(design: Design, store: Store, seed: int) -> stats.CrossedInterval:
@@ -161,9 +161,9 @@ def population_truth(design: Design, store: Store) -> dict[str, float]:
     pairs = []
     for j in range(design.truth_configurations):
         data = _data(design, 2 * 10**6 + j)
-        scores, ensemble = _memorization_and_accuracy(design, data, _configuration(rng, design),
+        scores, accuracy = _memorization_and_accuracy(design, data, _configuration(rng, design),
                                                       design.subsampled_models * design.truth_factor, store, j)
-        pairs.append((scores.score.mean(), ensemble.test_accuracy().mean()))
+        pairs.append((scores.score.mean(), accuracy.mean()))
     pairs = np.array(pairs)
     contrasts = np.array(contrasts)
     return {TYPES[0]: float(contrasts[:, 0].mean()), TYPES[1]: float(contrasts[:, 1].mean()),

@@ -17,7 +17,7 @@ which sub-population sizes) and breaks only the link the claim asserts:
 | sampling-rate-bias | the change of rate | the lowest rate against itself: two disjoint halves of its models |
 | grouped-leave-out | the grouped design | FZ20's subsampled estimator in its place (biased on small sub-populations, IMN25 4.2) |
 | leakage | the near-duplicates | the clean test points of a random half of the sub-populations posing as the leaked ones |
-| removal-shifts-distribution | the purge | unpurged sub-populations of the same size bins standing in for the purged ones |
+| removal-shifts-distribution | which sub-populations are purged | purged and stand-in sub-populations (unpurged, same size bins) shuffled within size bins |
 | fz-marginal-utility, threshold-dependence | the memorization scores | a second random set of the same count in place of the selected one |
 | removal-harmless | the harmlessness of what is removed | as many points taken as whole sub-populations that have test points (a purge, which costs accuracy) |
 
@@ -47,6 +47,25 @@ def shuffled(values, seed: int = 0):
     return np.asarray(values)[order]
 
 
+def shuffled_within(values, strata, seed: int = 0) -> np.ndarray:
+    """``values`` shuffled within each stratum: each stratum keeps its values, no longer tied to
+    their items."""
+    values, strata = np.asarray(values), np.asarray(strata)
+    out = values.copy()
+    generator = rng(seed)
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        out[members] = values[generator.permutation(members)]
+    return out
+
+
+def group_bins(dataset: Dataset, groups) -> np.ndarray:
+    """The size bin of each sub-population id (by its training members)."""
+    ids, counts = np.unique(dataset.group_train[dataset.group_train != UNKNOWN_GROUP], return_counts=True)
+    sizes = dict(zip(ids.tolist(), counts.tolist()))
+    return size_bin(np.array([sizes.get(int(g), 0) for g in groups], dtype=np.int64))
+
+
 def random_half(n: int, seed: int = 0) -> np.ndarray:
     """A bool mask of floor(n / 2) of ``n`` items drawn at random."""
     if n < 2:
@@ -70,15 +89,13 @@ def stand_in_groups(dataset: Dataset, purged: np.ndarray, seed: int = 0) -> np.n
     drawn without replacement (fewer when a bin runs out)."""
     if dataset.group_train is None or dataset.group_test is None:
         raise ValueError(f"{dataset.name} has no sub-population ids")
-    with_tests = np.unique(dataset.group_test[dataset.group_test != UNKNOWN_GROUP])
-    sizes = dict(zip(*np.unique(dataset.group_train[dataset.group_train != UNKNOWN_GROUP], return_counts=True)))
-    bin_of = {int(g): size_bin(np.array([sizes.get(g, 0)]))[0] for g in with_tests}
+    candidates = np.setdiff1d(np.unique(dataset.group_test[dataset.group_test != UNKNOWN_GROUP]), purged)
+    candidate_bins, purged_bins = group_bins(dataset, candidates), group_bins(dataset, purged)
     generator = rng(seed)
     chosen = []
-    for wanted in sorted({bin_of[int(g)] for g in purged if int(g) in bin_of}):
-        pool = [g for g in with_tests if bin_of[int(g)] == wanted and g not in purged]
-        need = sum(1 for g in purged if bin_of.get(int(g)) == wanted)
-        chosen += list(generator.choice(pool, min(need, len(pool)), replace=False)) if pool else []
+    for wanted in np.unique(purged_bins):
+        pool = candidates[candidate_bins == wanted]
+        chosen += list(generator.choice(pool, min(int((purged_bins == wanted).sum()), len(pool)), replace=False))
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 

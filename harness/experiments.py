@@ -171,10 +171,10 @@ class Case:
 
 def correlation_across_configurations(measured: list, seed: int = 0, n_boot: int = 1000) -> stats.CrossedInterval:
     """Pearson r of mean memorization and mean test accuracy across configurations, each a
-    ``(MemorizationScores, Ensemble)`` pair: the jackknife over configurations plus the variance
-    of atanh r when every configuration's models are resampled
+    ``(MemorizationScores, per-model test accuracies)`` pair from one ensemble: the jackknife over
+    configurations plus the variance of atanh r when every configuration's models are resampled
     (``harness.stats.pearson_with_model_noise``)."""
-    accuracies = [ensemble.test_accuracy() for _, ensemble in measured]
+    accuracies = [np.asarray(accuracy, dtype=float) for _, accuracy in measured]
 
     def fisher_z(replicate):
         weights = [replicate.models[str(i)] for i in range(len(measured))]
@@ -186,7 +186,7 @@ def correlation_across_configurations(measured: list, seed: int = 0, n_boot: int
     variance = stats.crossed_bootstrap(fisher_z, pools, n_boot=n_boot, seed=seed, components=False)["z"].var_both
     return stats.pearson_with_model_noise([scores.score.mean() for scores, _ in measured],
                                           [accuracy.mean() for accuracy in accuracies], variance,
-                                          sum(ensemble.n_models for _, ensemble in measured))
+                                          sum(len(accuracy) for accuracy in accuracies))
 
 
 def pick_targets(dataset: Dataset, per_bin: int, seed: int = 0) -> np.ndarray:

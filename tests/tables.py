@@ -14,8 +14,8 @@ from harness.data import Dataset
 from harness.experiments import ApproximationStudy, training_points
 from harness.profiles import size_bin
 
-# Sub-populations of a decision table: 8 singletons, 10 of 3 points, 3 of 14 points.
-GROUP_SIZES = [1] * 8 + [3] * 10 + [14] * 3
+# Sub-populations of a decision table: 10 singletons, 12 of 3 points, 8 of 12 points.
+GROUP_SIZES = [1] * 10 + [3] * 12 + [12] * 8
 
 
 def groups(sizes=GROUP_SIZES) -> np.ndarray:
@@ -75,3 +75,30 @@ def tiny_dataset(group_train: np.ndarray, group_test: np.ndarray | None = None, 
                    y_test=torch.zeros(len(group_test), dtype=torch.long), num_classes=2,
                    group_train=np.asarray(group_train), group_test=np.asarray(group_test),
                    mislabeled_train=mislabeled)
+
+
+def removal(data: Dataset, full: np.ndarray, arms: dict, models: int = 40, seed: int = 0, shared: float = 0.5):
+    """A removal experiment's tables: model k is right on test point t with probability ``full[t]``
+    on S and ``accuracy[t]`` on S minus an arm's points, ``arms = {name: (removed, accuracy)}``
+    (``removed`` a bool mask over the training points, or one row per model). A share ``shared``
+    of model k's coins is the same in every arm, as arms sharing a training seed are alike."""
+    from harness.removal import MarginalUtility, RemovalArm
+
+    rng = np.random.default_rng(seed)
+    common = rng.random((models, data.n_test))
+
+    def correct(probability):
+        coin = np.where(rng.random(common.shape) < shared, common, rng.random(common.shape))
+        return coin < np.broadcast_to(np.asarray(probability, dtype=float), (data.n_test,))
+
+    built = {name: RemovalArm(name, np.broadcast_to(np.asarray(removed, dtype=bool), (models, data.n_train)),
+                              correct(accuracy))
+             for name, (removed, accuracy) in arms.items()}
+    return MarginalUtility(data, correct(full), built, models * (len(arms) + 1), seed)
+
+
+def random_rows(n: int, count: int, models: int, seed: int) -> np.ndarray:
+    """A random set of ``count`` of ``n`` points for each model."""
+    from harness.removal import random_selections
+
+    return random_selections(n, count, models, seed)
