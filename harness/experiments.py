@@ -218,11 +218,17 @@ def loo_scores(dataset: Dataset, spec, profile: Profile, store: Store, device: s
 
 def subsampled_scores(dataset: Dataset, spec, rate: float, models: int, store: Store,
                       device: str = "cpu", seed: int = 0) -> tuple[MemorizationScores, Ensemble]:
-    if spec.family == "ridge":
-        spec = replace(spec, closed_form_loo=False)  # nothing reads a subsampled model's own LOO
     plan = subsampled_plan(dataset.n_train, models, rate, seed)
     ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
     return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), ensemble
+
+
+def paired_loo(ensemble: Ensemble) -> MemorizationScores | None:
+    """Exact LOO at the subsampled models' own training size r n, paired on the same draws: each
+    model's closed-form refit without the point (ridge family only; None for the others)."""
+    if "loo_margin" not in ensemble.arrays:
+        return None
+    return estimators.closed_form_loo(ensemble.masks, ensemble.arrays["train_margin"], ensemble.arrays["loo_margin"])
 
 
 def training_points(dataset: Dataset, points: np.ndarray, strata=None) -> stats.Points:
@@ -236,8 +242,10 @@ def training_points(dataset: Dataset, points: np.ndarray, strata=None) -> stats.
 class ApproximationStudy:
     """Exact LOO and subsampled scores of the same points; ``table`` has one row per point.
 
-    :meth:`bootstrap` resamples the models of both estimates (each in its own pools) and the
-    scored points by sub-population within their size bins (``harness.stats.crossed_bootstrap``).
+    ``paired`` (ridge family): exact LOO at size r n on the subsampled models' own draws
+    (:func:`paired_loo`), the same model rows as ``subsampled``. :meth:`bootstrap` resamples the
+    models of both estimates (each in its own pools) and the scored points by sub-population
+    within their size bins (``harness.stats.crossed_bootstrap``).
     """
 
     loo: MemorizationScores
@@ -245,6 +253,7 @@ class ApproximationStudy:
     table: pd.DataFrame
     models: int
     points: stats.Points
+    paired: MemorizationScores | None = None
 
     @property
     def loo_models_per_pool(self) -> dict[str, int]:
@@ -272,6 +281,7 @@ def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, s
     loo, loo_ensemble = loo_scores(dataset, spec, profile, store, device, seed)
     sub, sub_ensemble = subsampled_scores(dataset, spec, rate, profile.subsampled_models, store,
                                           device, seed)
+    paired = paired_loo(sub_ensemble)
     sub = sub.at(loo.points)
     full_rows = loo_ensemble.plan.left_out == -1
     spp = loo_ensemble.arrays["train_spp"][full_rows][:, loo.points].mean(0)
@@ -287,4 +297,5 @@ def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, s
                        else np.zeros(len(loo.points), dtype=bool)),
     })
     return ApproximationStudy(loo, sub, table, loo_ensemble.n_models + sub_ensemble.n_models,
-                              training_points(dataset, loo.points, table["bin"].to_numpy()))
+                              training_points(dataset, loo.points, table["bin"].to_numpy()),
+                              None if paired is None else paired.at(loo.points))

@@ -16,6 +16,18 @@ models of both estimates and the scored points by sub-population within their si
 (``harness.experiments.ApproximationStudy.bootstrap``).
 
 Negative control: the same contrasts with the size bins shuffled among the scored points.
+
+A finding the papers do not report (:func:`decomposition`, ridge family): the subsampled
+estimator at rate r estimates memorization for a training set of size r n, so its error against
+exact LOO at size n splits in two, per size bin,
+
+    subsampled - LOO(n) = [subsampled - LOO(r n)] + [LOO(r n) - LOO(n)],
+                           estimator's own error     training-size effect
+
+where LOO(r n) is each subsampled model's own closed-form refit without the point (paired on
+the same draws, ``harness.experiments.paired_loo``). The first is the estimator's error at the
+size it estimates; the second is how much more a point is memorized by a model trained on r n
+points than on n, which is what "overestimation" mostly is if the first is near zero.
 """
 
 from __future__ import annotations
@@ -63,3 +75,33 @@ def decide(study, seed: int = 0) -> Decision:
     shuffled = contrasts(study, seed, controls.shuffled(study.table["bin"], seed))
     return Decision(intersection_union(parts, THRESHOLD), THRESHOLD,
                     Control(intersection_union(shuffled, THRESHOLD), CONTROL), parts)
+
+
+def decomposition(study, seed: int = 0) -> list[Statistic]:
+    """The two parts of the error per size bin (module docstring), from one crossed bootstrap; empty
+    without paired LOO (families other than ridge)."""
+    if study.paired is None:
+        return []
+    bins = study.table["bin"].to_numpy()
+
+    def parts(replicate):
+        points = replicate.points["scored"]
+        subsampled = study.subsampled.rescored(replicate.models["subsampled"])
+        paired = study.paired.rescored(replicate.models["subsampled"])   # the same model rows
+        exact = study.loo.rescored(replicate.models["loo"])
+        out = {}
+        for b in SIZE_BINS:
+            chosen = points[bins[points] == b]
+            out[f"own {b}"] = np.nanmean(subsampled[chosen] - paired[chosen]) if len(chosen) else np.nan
+            out[f"size {b}"] = np.nanmean(paired[chosen] - exact[chosen]) if len(chosen) else np.nan
+        return out
+
+    intervals = study.bootstrap(parts, seed=seed)
+    out = []
+    for b in SIZE_BINS:
+        if (bins == b).sum() >= MIN_POINTS_PER_BIN:
+            out += [Statistic.from_interval(f"estimator's own error (subsampled - exact LOO at r n, paired), {b}",
+                                            intervals[f"own {b}"], models_per_arm=study.models_per_arm),
+                    Statistic.from_interval(f"training-size effect (exact LOO at r n - at n), {b}",
+                                            intervals[f"size {b}"], models_per_arm=study.models_per_arm)]
+    return out
