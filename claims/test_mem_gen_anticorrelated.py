@@ -44,9 +44,6 @@ from harness.profiles import FZ20_RATE
 
 HIGH_SCORE = 0.25
 AUGMENTATION_NOISE = 0.25  # input-noise standard deviation; the features are of order 1
-# One ensemble per configuration; the mean score averages every training point, so a few
-# dozen models suffice (the share >= 0.25 is noisier but has the same noise in every configuration).
-MODELS_PER_CONFIGURATION = {"smoke": 20, "default": 40, "paper": 400}
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,7 @@ def partial_pearson(x, y, control, alpha: float = 0.05) -> Statistic:
 
 @pytest.mark.claim(CLAIM)
 def test_memorization_and_test_accuracy_are_negatively_correlated(case, profile, store, device, seed, conclude):
-    models = MODELS_PER_CONFIGURATION[profile.name]
+    models = profile.models_per_configuration
     rows, measured = zip(*(measure(c, models, profile, store, device, seed) for c in case.configurations))
     table = pd.DataFrame(list(rows))
     memorization, accuracy = table["mean memorization"], table["test accuracy"]

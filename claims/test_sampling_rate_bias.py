@@ -12,7 +12,7 @@ Models per rate: at rate r each point is left out of k (1 - r) models, so k is r
 at least MIN_MODELS_OUT / (1 - r) (r = 0.99 needs 1,000 models for 10). P_out is unbiased
 for any count, and a bin's bias averages many points, so 10 suffice for the bin means the
 claim is about (not for single points' scores). A rate whose k exceeds the family's budget
-(MODEL_BUDGET times the profile's k) is reported as unresolvable and left out.
+(RATE_MODEL_BUDGET times the profile's k) is reported as unresolvable and left out.
 """
 
 from __future__ import annotations
@@ -27,12 +27,9 @@ import pytest
 from harness import plots, stats
 from harness.claims.sampling_rate_bias import CLAIM, MIN_POINTS_PER_BIN, bias_contrast, decide, small_points
 from harness.experiments import Case, approximation_error, load_dataset
-from harness.profiles import SIZE_BINS
+from harness.profiles import MIN_MODELS_OUT, RATE_MODEL_BUDGET, SIZE_BINS
 from harness.verdict import ClaimResult, Statistic
 
-MIN_MODELS_OUT = 10
-# How many times the profile's k a family may train at one rate: ridge models are cheap.
-MODEL_BUDGET = {"ridge": 4, "mlp": 1}
 
 
 def cases(profile):
@@ -41,15 +38,11 @@ def cases(profile):
     return [Case("synthetic", "ridge"), Case("synthetic-steep", "ridge"), Case("synthetic", "mlp")]
 
 
-def rates_of(profile) -> tuple[float, ...]:
-    return (0.5, 0.7, 0.9, 0.95) if profile.name == "smoke" else (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
-
-
 def models_at(rate: float, family: str, profile) -> int | None:
     """k at rate r: the profile's k, raised so each point is out of >= MIN_MODELS_OUT models;
     None when that is over the family's budget."""
     needed = max(profile.subsampled_models, math.ceil(MIN_MODELS_OUT / (1.0 - rate) - 1e-9))
-    return needed if needed <= MODEL_BUDGET[family] * profile.subsampled_models else None
+    return needed if needed <= RATE_MODEL_BUDGET[family] * profile.subsampled_models else None
 
 
 def bias_by_bin(errors: dict[float, pd.DataFrame]) -> pd.DataFrame:
@@ -82,7 +75,7 @@ def test_raising_the_sampling_rate_removes_the_bias_of_small_subpopulations(case
                                                                             conclude):
     data = load_dataset(case.data, profile.name)
     spec = case.spec(profile)
-    planned = {rate: models_at(rate, case.family, profile) for rate in rates_of(profile)}
+    planned = {rate: models_at(rate, case.family, profile) for rate in profile.sampling_rates}
     resolvable = [rate for rate, models in planned.items() if models is not None]
     if len(resolvable) < 2:
         raise ValueError(f"{case.id}: fewer than two rates fit the budget ({planned})")
@@ -121,7 +114,7 @@ def test_raising_the_sampling_rate_removes_the_bias_of_small_subpopulations(case
                + ", ".join(f"r={r}: {b:.3f}" for r, b in zip(small["rate"], small["bias"]))]
               + ([f"rates {unresolvable} unresolvable at this budget: they need "
                   f"{', '.join(str(math.ceil(MIN_MODELS_OUT / (1 - r) - 1e-9)) for r in unresolvable)} models, over "
-                  f"{MODEL_BUDGET[case.family] * profile.subsampled_models} for the {case.family} family"]
+                  f"{RATE_MODEL_BUDGET[case.family] * profile.subsampled_models} for the {case.family} family"]
                  if unresolvable else []),
     )
     conclude(result,

@@ -34,7 +34,6 @@ from harness.removal import (
 from harness.claims.threshold_dependence import CLAIM, decide, removal_arms
 from harness.verdict import ClaimResult, Statistic
 
-THETAS = {"smoke": (0.1, 0.25, 0.5, 0.9), "default": (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
 
 
 def cases(profile):
@@ -42,10 +41,6 @@ def cases(profile):
         return [Case("synthetic", "ridge", FZ20_RATE)]
     return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
             for family in ("ridge", "mlp")] + [Case("synthetic", "ridge")]
-
-
-def thetas_for(profile) -> tuple:
-    return THETAS.get(profile.name, THETAS["default"])
 
 
 def sweep_table(utility, selections: dict, bins: np.ndarray) -> pd.DataFrame:
@@ -87,7 +82,7 @@ def test_marginal_utility_changes_materially_across_thresholds(case, profile, st
     data = load_dataset(case.data, profile.name)
     spec = case.spec(profile)
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
-    selections = {theta: select_above(scores, theta) for theta in thetas_for(profile)}
+    selections = {theta: select_above(scores, theta) for theta in profile.removal_thresholds}
     selections = {theta: chosen for theta, chosen in selections.items() if chosen.any()}
     models = profile.removal_models
     table, utility, further = None, None, []
@@ -125,7 +120,7 @@ def test_marginal_utility_changes_materially_across_thresholds(case, profile, st
         notes=[f"{describe_scores(case.rate, score_models)}; "
                f"{models} models per arm; accuracies as fractions (0.01 = 1 point)",
                f"thresholds selecting no point (left out): "
-               f"{[t for t in thetas_for(profile) if t not in selections] or 'none'}",
+               f"{[t for t in profile.removal_thresholds if t not in selections] or 'none'}",
                f"utility significantly > 0 at theta {positive or 'none'}; significantly < 0 at theta "
                f"{negative or 'none'} (a sign change needs both)"],
     )

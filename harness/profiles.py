@@ -19,12 +19,11 @@ The papers' image studies, as data for the paper profile:
   points; IMN25 took its 200 "influential" points instead), 100 models per target, 4,000
   subsampled models. Augmentation (not stated in IMN25): flips and 2-pixel translations, as in
   the CIFAR-10 example of FFCV, which IMN25 trained with.
-- IMN25 5, memorization vs accuracy: :data:`CORRELATION_STUDY`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from harness.data import SubpopulationSpec
 from harness.train import MLPSpec, RidgeSpec
@@ -69,8 +68,10 @@ class Profile:
     image_limit_test: int | None = 500
     image_embedding_pool: int = 5000
     cnn: ConvSpec = ConvSpec()
-    rates: tuple = (0.5, 0.7, 0.9)
-    notes: dict = field(default_factory=dict)
+    rates: tuple = (0.5, 0.7, 0.9)                 # approx-overestimates' grid of sampling rates
+    removal_thresholds: tuple = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # threshold-dependence
+    sampling_rates: tuple = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)   # sampling-rate-bias
+    models_per_configuration: int = 40             # mem-gen-anticorrelated: one ensemble per configuration
 
 
 SMOKE = Profile(
@@ -83,6 +84,7 @@ SMOKE = Profile(
     subsampled_models=120, removal_models=16, hypothesis_examples=4, digits_limit=400,
     image_limit_train=400, image_limit_test=200, image_embedding_pool=2000,
     cnn=ConvSpec("small_cnn", "smoke", models_per_pass=4),
+    removal_thresholds=(0.1, 0.25, 0.5, 0.9), sampling_rates=(0.5, 0.7, 0.9, 0.95), models_per_configuration=20,
 )
 
 DEFAULT = Profile(
@@ -109,9 +111,16 @@ PAPER = Profile(
     subsampled_models=4000, removal_models=200, hypothesis_examples=50,
     image_limit_train=None, image_limit_test=None, image_embedding_pool=10_000,
     cnn=ConvSpec("vgg6", "paper", flip=True, translate=2, models_per_pass=16),
+    models_per_configuration=400,
 )
 
 PROFILES = {p.name: p for p in (SMOKE, DEFAULT, PAPER)}
+
+# sampling-rate-bias: at rate r each point is left out of k (1 - r) models, so k is raised to at least
+# MIN_MODELS_OUT / (1 - r); a family may train at most RATE_MODEL_BUDGET times the profile's k at one
+# rate (ridge models are cheap).
+MIN_MODELS_OUT = 10
+RATE_MODEL_BUDGET = {"ridge": 4, "mlp": 1}
 
 
 def get(name: str) -> Profile:
@@ -123,52 +132,3 @@ def get(name: str) -> Profile:
 def with_synthetic(profile: Profile, **changes) -> SubpopulationSpec:
     """The profile's synthetic generator with some parameters changed (e.g. tail_exponent)."""
     return replace(profile.synthetic, **changes)
-
-
-# ---------------------------------------------------------------------------------------
-# IMN25 5: memorization against test accuracy over 19 training configurations
-
-
-@dataclass(frozen=True)
-class PaperConfiguration:
-    """One training configuration of IMN25 5: a model family on a data set, and its model count."""
-
-    label: str
-    data: str
-    spec: ConvSpec
-    models: int
-
-
-# Models trained side by side per pass, sized for an 80 GB GPU at batch 512 (a guess, untested:
-# lower it if memory runs out; it is part of the store key).
-_MODELS_PER_PASS = {"vgg_0_5m": 16, "vgg_1m": 16, "vgg_8m": 4, "vgg_20m": 4, "resnet18_cifar": 4,
-                    "resnet50_cifar": 1, "vit_tiny": 4, "vit_small": 2}
-
-
-def _paper_configuration(model: str, data: str, optimizations: bool = True) -> PaperConfiguration:
-    vit = model.startswith("vit")
-    recipe = ("paper_vit" if vit else "paper") + ("" if optimizations else "_no_wd")
-    spec = ConvSpec(model, recipe, flip=optimizations, translate=2 if optimizations else 0,
-                    models_per_pass=_MODELS_PER_PASS[model])
-    label = f"{model} on {data}" + ("" if optimizations else ", no weight decay or augmentation")
-    # IMN25 5.1: "We train 2,000 models for each of the models. In the case of ViT, we train 500".
-    return PaperConfiguration(label, data, spec, models=500 if vit else 2000)
-
-
-_VGGS = ("vgg_0_5m", "vgg_1m", "vgg_8m", "vgg_20m")
-_RESNETS = ("resnet18_cifar", "resnet50_cifar")
-_VITS = ("vit_tiny", "vit_small")
-
-# IMN25 5.1 names the eight models, the three data sets and a repeat of "our CIFAR-10
-# experiments without these optimizations" (weight decay and augmentation), and counts 19
-# configurations, but does not list them (its Figure 3 is not in the text). Eight models on
-# three data sets plus a full CIFAR-10 repeat would be 32, so 19 is a subset; this one is OUR
-# RECONSTRUCTION: all eight on CIFAR-10, the CNNs again on CIFAR-10 without weight decay and
-# augmentation (ViTs hardly train on CIFAR-10 without augmentation), both ResNets on CIFAR-100
-# and Tiny ImageNet, and VGG-20M on CIFAR-100.
-CORRELATION_STUDY: tuple[PaperConfiguration, ...] = (
-    *(_paper_configuration(m, "cifar10") for m in _VGGS + _RESNETS + _VITS),
-    *(_paper_configuration(m, "cifar10", optimizations=False) for m in _VGGS + _RESNETS),
-    *(_paper_configuration(m, "cifar100") for m in ("vgg_20m",) + _RESNETS),
-    *(_paper_configuration(m, "tiny-imagenet") for m in _RESNETS),
-)
