@@ -227,6 +227,16 @@ def absolute_value(signed: Statistic) -> Statistic:
                      unit=signed.unit, note=signed.note, components=signed.components)
 
 
+def margin_left(signed: Statistic, margin: float) -> Statistic:
+    """margin - |D|, an equivalence part ("removes", "hardly at all") as a statistic above 0: its
+    interval is the image of D's under |.| (:func:`absolute_value`), so it is above 0 exactly
+    when the whole interval of D lies inside (-margin, margin)."""
+    absolute = absolute_value(signed)
+    return Statistic(f"{format_number(margin)} minus |{signed.name}|", margin - absolute.estimate,
+                     margin - absolute.upper, margin - absolute.lower, signed.n, signed.unit,
+                     "above 0 when the whole interval lies within the margin", signed.components)
+
+
 def undecidable(name: str, reason: str, unit: str = "points") -> Statistic:
     """A statistic the data cannot provide (e.g. nothing selected): never decided."""
     return Statistic(name, math.nan, math.nan, math.nan, 0, unit, reason)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, stats
-from harness.verdict import Control, Decision, Statistic, Threshold, absolute_value, intersection_union, undecidable
+from harness.verdict import Control, Decision, Statistic, Threshold, intersection_union, margin_left, undecidable
 
 CLAIM = "sampling-rate-bias"
 MARGIN = 0.05
@@ -59,20 +59,12 @@ def bias_contrast(loo, first, second, small: np.ndarray, clusters: np.ndarray, s
     return stats.crossed_bootstrap(figures, pools, {"small": stats.Points(clusters[small])}, seed=seed)
 
 
-def margin_left(bias: Statistic) -> Statistic:
-    """MARGIN - |bias|, with the image of the bias's interval (``absolute_value``)."""
-    absolute = absolute_value(bias)
-    return Statistic(f"{MARGIN} minus |{bias.name}|", MARGIN - absolute.estimate, MARGIN - absolute.upper,
-                     MARGIN - absolute.lower, bias.n, bias.unit, "above 0 when the bias is within the margin",
-                     bias.components)
-
-
 def removal_parts(intervals: dict, low: float, high: float, models_per_arm: dict, label: str = "") -> list:
     fall = Statistic.from_interval(f"bias of small sub-populations at r={low} minus at r={high}{label}",
                                    intervals["change"], models_per_arm=models_per_arm)
     last = Statistic.from_interval(f"bias of small sub-populations at r={high}{label}", intervals["last"],
                                    models_per_arm=models_per_arm)
-    return [fall, margin_left(last), last]
+    return [fall, margin_left(last, MARGIN), last]
 
 
 def decide(studies: dict, seed: int = 0) -> Decision:
