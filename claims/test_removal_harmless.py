@@ -1,12 +1,9 @@
 """removal-harmless (IMN26): removing the truly memorized points does not lower test accuracy,
 and often raises it.
 
-Truth comes from the synthetic generator: a point is *truly memorized* when its exact
-leave-one-out score is >= 0.25 (FZ20's high-influence cut) and it is a singleton (its
-sub-population has one training point) or mislabeled (``synthetic-noisy``: 5 % label noise).
-Exact LOO avoids the subsampled estimator's bias (IMN26's fix): the ridge family scores every
-point in closed form; the MLP scores the singletons and mislabeled points with a LOO plan.
-The removal arms, the decision (a non-inferiority test of each part's drop, mislabeled and
+Per case, exact LOO scores of the singletons and mislabeled points (the ridge family in closed
+form, the MLP with a LOO plan over them), so that *truly memorized* (defined in
+``harness.claims.removal_harmless``) does not inherit the subsampled estimator's bias. The removal arms, the decision (a non-inferiority test of each part's drop, mislabeled and
 singletons, by intersection-union) and its negative control are
 ``harness.claims.removal_harmless``. Also reported: the drop from removing both parts together,
 the accuracy change (after minus before: IMN26 says it often rises), and the drop on the test
