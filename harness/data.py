@@ -12,7 +12,10 @@ mixture of sub-populations (clusters in ``dim`` dimensions) whose sizes follow a
 plus ``singletons_per_class`` sub-populations of size one. Cluster centres are drawn
 N(0, separation^2 I) independently of the class, points N(centre, spread^2 I), so a
 sub-population can only be classified once some of its members have been seen: the
-setting in which memorization is expected to matter. The test split is drawn from the
+setting in which memorization is expected to matter. With ``class_spread`` set, the class
+shapes the centres instead: each class has a centre N(0, separation^2 I) and its
+sub-populations' centres lie N(class centre, class_spread^2 I) around it, so a singleton near
+its class centre is typical of its class and one far from it is not. The test split is drawn from the
 same sub-populations (``max(test_min, round(test_ratio * size))`` points each), so accuracy
 per sub-population is measurable. A fraction ``label_noise`` of training points gets a
 wrong label (recorded in ``mislabeled_train``); test labels stay clean.
@@ -130,6 +133,7 @@ class SubpopulationSpec:
     label_noise: float = 0.0
     test_ratio: float = 0.3
     test_min: int = 2
+    class_spread: float | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -144,6 +148,8 @@ class SubpopulationSpec:
         if self.dim < 1 or self.separation < 0 or self.spread < 0:
             raise ValueError(f"dim must be >= 1 and separation, spread >= 0, got dim={self.dim}, "
                              f"separation={self.separation}, spread={self.spread}")
+        if self.class_spread is not None and self.class_spread < 0:
+            raise ValueError(f"class_spread must be >= 0 or None, got {self.class_spread}")
         if self.test_ratio < 0 or self.test_min < 1:
             raise ValueError(f"test_ratio must be >= 0 and test_min >= 1 (every sub-population needs "
                              f"test points), got {self.test_ratio}, {self.test_min}")
@@ -161,9 +167,12 @@ def synthetic(spec: SubpopulationSpec = SubpopulationSpec()) -> Dataset:
     sizes = spec.sizes()
     xs_train, ys_train, gs_train, xs_test, ys_test, gs_test = [], [], [], [], [], []
     group = 0
+    # Class centres come from a stream of their own, so the default draws stay as they were.
+    class_centres = np.random.default_rng([spec.seed, 1]).normal(0.0, spec.separation, (spec.num_classes, spec.dim))
     for label in range(spec.num_classes):
         for size in sizes:
-            centre = rng.normal(0.0, spec.separation, spec.dim)
+            centre = (rng.normal(0.0, spec.separation, spec.dim) if spec.class_spread is None else
+                      class_centres[label] + rng.normal(0.0, spec.class_spread, spec.dim))
             n_test = max(spec.test_min, int(round(spec.test_ratio * size)))
             points = centre + rng.normal(0.0, spec.spread, (size + n_test, spec.dim))
             xs_train.append(points[:size]); xs_test.append(points[size:])

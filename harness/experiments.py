@@ -46,12 +46,15 @@ from harness.profiles import SIZE_BINS, Profile, size_bin
 from harness.store import Store, default_root
 
 
-# Synthetic variants the claims are parametrized over: (tail exponent, separation, label noise).
+# Synthetic variants the claims are parametrized over: tail exponent, separation, label noise, class structure.
 SYNTHETIC_VARIANTS = {
     "synthetic": {},
     "synthetic-steep": {"tail_exponent": 2.5},
     "synthetic-overlapping": {"separation": 0.75},
     "synthetic-noisy": {"label_noise": 0.05},
+    # The class shapes the centres: at 1.5 a singleton's nearest other training point shares its class
+    # for 67 % of the default profile's singletons (23 % without class structure): some typical, some not.
+    "synthetic-classes": {"class_spread": 1.5},
 }
 
 

@@ -87,6 +87,20 @@ def test_label_noise_flips_about_the_requested_share_to_a_wrong_class():
     assert labels.min() >= 0 and labels.max() < spec.num_classes
 
 
+def singleton_neighbour_agreement(data) -> float:
+    """Share of singletons whose nearest other training point has their label."""
+    x, y = data.x_train.numpy(), data.y_train.numpy()
+    alone = data.group_size_train == 1
+    distances = ((x[alone][:, None] - x[~alone][None]) ** 2).sum(-1)
+    return float((y[~alone][distances.argmin(1)] == y[alone]).mean())
+
+
+def test_class_structure_makes_singletons_typical_of_their_class():
+    spec = SubpopulationSpec(num_classes=4, dim=16, subpops_per_class=6, largest=30, singletons_per_class=8)
+    plain, shaped = synthetic(spec), synthetic(SubpopulationSpec(**{**spec.__dict__, "class_spread": 0.3}))
+    assert singleton_neighbour_agreement(shaped) == 1.0 > singleton_neighbour_agreement(plain)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"num_classes": 1}, "num_classes"),
     ({"label_noise": 1.0}, "label_noise"),
@@ -98,6 +112,7 @@ def test_label_noise_flips_about_the_requested_share_to_a_wrong_class():
     ({"spread": -1.0}, "spread"),
     ({"test_min": 0}, "test_min"),
     ({"test_ratio": -0.5}, "test_ratio"),
+    ({"class_spread": -0.1}, "class_spread"),
 ])
 def test_subpopulation_spec_rejects_invalid_values(changes, message):
     with pytest.raises(ValueError, match=message):
