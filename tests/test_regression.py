@@ -27,11 +27,17 @@ def claim_project(pytester, tmp_path):
             "--reports-dir", str(tmp_path / "reports"), "--baseline", str(tmp_path / "baseline.json")]
 
 
+def ended_without_failure(run) -> bool:
+    """One case, supported (passed) or inconclusive (xfailed): whichever its verdict, not a failure."""
+    outcomes = run.parseoutcomes()
+    return outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 1 and not outcomes.get("failed", 0)
+
+
 def test_a_mistaken_sampling_rate_fails_the_regression_check_naming_the_statistic(pytester, claim_project):
     written = pytester.runpytest_subprocess(*claim_project, "--update-baseline")
-    written.assert_outcomes(passed=1)
+    assert ended_without_failure(written)
     unchanged = pytester.runpytest_subprocess(*claim_project)
-    unchanged.assert_outcomes(passed=1)
+    assert ended_without_failure(unchanged)
 
     pytester.makepyfile(mistaken_rate="""
         import harness.experiments
