@@ -9,7 +9,9 @@ random sets; the same data), each into ``DIR/seed-<s>``, then reads the reports 
   that flips with the seed alone was never evidence);
 - **spread ratio**: the standard deviation of the decisive estimate across seeds over the
   interval's implied standard deviation (mean half width / 1.96). The interval holds the
-  model-level noise the seeds show when the ratio is at most 1.
+  model-level noise the seeds show when the ratio is at most 1;
+- **controls supported**: under how many seeds the negative control came out supported (each
+  such run already failed its case; an exactly null control does so 2.5 % of the time).
 
 Prints a table (``--json``: one JSON object per case) and exits 1 if any case flips or has a
 ratio above 1.
@@ -65,6 +67,7 @@ def summarise(out: Path) -> pd.DataFrame:
                      "supported": verdicts.count(SUPPORTED), "refuted": verdicts.count(REFUTED),
                      "inconclusive": len(verdicts) - verdicts.count(SUPPORTED) - verdicts.count(REFUTED),
                      "flip": SUPPORTED in verdicts and REFUTED in verdicts,
+                     "controls supported": sum(r.control_verdict == SUPPORTED for r in results),
                      "estimate sd across seeds": spread, "implied sd of the interval": implied,
                      "spread ratio": spread / implied if implied > 0 else math.nan})
     return pd.DataFrame(rows).set_index("case")
