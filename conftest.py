@@ -53,6 +53,11 @@ def _runs_claims(config) -> bool:
 
 
 def pytest_configure(config):
+    from harness import profiles
+
+    if config.getoption("--profile") not in profiles.PROFILES:   # a default from MEMSUITE_PROFILE skips argparse
+        raise pytest.UsageError(f"unknown profile {config.getoption('--profile')!r} (from --profile or "
+                                f"MEMSUITE_PROFILE); choose one of {sorted(profiles.PROFILES)}")
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
     config.addinivalue_line("markers", "paper: runs only with --profile paper")
     config.addinivalue_line("markers", "claim(id): the CLAIMS.md claim a test checks")
@@ -63,8 +68,6 @@ def pytest_configure(config):
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     from hypothesis import HealthCheck, settings
-
-    from harness import profiles
 
     for profile in profiles.PROFILES.values():
         settings.register_profile(profile.name, max_examples=profile.hypothesis_examples,

@@ -55,10 +55,34 @@ class Ensemble:
         return (self.train_correct & self.masks).sum(1) / self.masks.sum(1)
 
 
-def train_ensemble(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: int = 0,
-                   device: str = "cpu", progress: bool = True) -> Ensemble:
+def check_inputs(dataset: Dataset, spec, plan: MaskPlan, seed) -> None:
+    """A ValueError naming the problem, before anything is created on disk: an empty split,
+    non-finite features (which split, which row), masks that are not a 2-D bool array or do not
+    cover the training split, a negative or non-integer seed, fewer than one model per pass."""
+    for split, x in (("training", dataset.x_train), ("test", dataset.x_test)):
+        if len(x) == 0:
+            raise ValueError(f"{dataset.name}: the {split} split is empty")
+        if x.is_floating_point():
+            finite = torch.isfinite(x.reshape(len(x), -1)).all(1)
+            if not finite.all():
+                row = int(torch.nonzero(~finite)[0])
+                raise ValueError(f"{dataset.name}: {int((~finite).sum())} {split} point(s) have NaN or infinite "
+                                 f"features (first: row {row}); clean or drop them before training")
+    masks = np.asarray(plan.masks)
+    if masks.ndim != 2 or masks.dtype != np.bool_:
+        raise ValueError(f"masks must be a 2-D bool array (models x training points), got {masks.dtype} "
+                         f"{masks.shape}")
     if plan.n_points != dataset.n_train:
         raise ValueError(f"plan covers {plan.n_points} points, {dataset.name} has {dataset.n_train}")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if getattr(spec, "models_per_pass", 1) < 1:
+        raise ValueError(f"models_per_pass must be at least 1, got {spec.models_per_pass}")
+
+
+def train_ensemble(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: int = 0,
+                   device: str = "cpu", progress: bool = True) -> Ensemble:
+    check_inputs(dataset, spec, plan, seed)
     config = {"version": HARNESS_RESULTS_VERSION, "dataset": dataset.name,
               "data": dataset.fingerprint, "spec": spec.config(), "plan": plan.config(), "seed": seed}
     run = store.open(config, plan.masks, spec.schema(dataset))
