@@ -20,116 +20,34 @@ the generalization gap. Where every model fits its training set, mean memorizati
 about 1 - test accuracy whatever the models memorize. The report gives the gap next to the
 memorization of each configuration, the correlation of the two, the correlation the
 identity alone predicts (gap vs test accuracy) and the partial correlation of memorization
-with test accuracy given training accuracy, with a Fisher interval on n - 4 degrees,
-
-    r_xy.z = (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)),
-    (lower, upper) = tanh(atanh(r_xy.z) -/+ z_{0.975} / sqrt(n - 4)).
+with test accuracy given training accuracy (``partial_pearson``).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
-
-import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as scipy_stats
 
 from harness import plots, stats
-from harness.claims.mem_gen_anticorrelated import CLAIM, decide
-from harness.experiments import load_dataset, subsampled_scores
-from harness.verdict import ClaimResult, Statistic
+from harness.claims.mem_gen_anticorrelated import (
+    CLAIM,
+    HIGH_SCORE,
+    Grid,
+    configurations,
+    decide,
+    measure,
+    partial_pearson,
+)
 from harness.profiles import FZ20_RATE
-
-HIGH_SCORE = 0.25
-AUGMENTATION_NOISE = 0.25  # input-noise standard deviation; the features are of order 1
-
-
-@dataclass(frozen=True)
-class Configuration:
-    label: str
-    data: str
-    spec: object
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The one case of this claim: all configurations, since the correlation runs across them."""
-
-    configurations: tuple
-
-    @property
-    def id(self) -> str:
-        return f"{len(self.configurations)} configurations"
-
-
-def configurations(profile) -> list[Configuration]:
-    mlp, ridge = profile.mlp, profile.ridge
-    cheap = [
-        Configuration("ridge, 1/4 features", "synthetic", replace(ridge, features=ridge.features // 4)),
-        Configuration("ridge", "synthetic", ridge),
-        Configuration("ridge, strong ridge", "synthetic", replace(ridge, ridge=1.0)),
-        Configuration("ridge", "digits", ridge),
-        Configuration("mlp", "synthetic", mlp),
-        Configuration("mlp, no wd", "synthetic", replace(mlp, weight_decay=0.0)),
-    ]
-    if profile.name == "smoke":
-        return cheap
-    return cheap + [
-        Configuration("ridge, 4x features", "synthetic", replace(ridge, features=ridge.features * 4)),
-        Configuration("ridge", "synthetic-overlapping", ridge),
-        Configuration("mlp, 1/4 width", "synthetic", replace(mlp, width=mlp.width // 4)),
-        Configuration("mlp, 4x width", "synthetic", replace(mlp, width=mlp.width * 4)),
-        Configuration("mlp, +1 layer", "synthetic", replace(mlp, depth=mlp.depth + 1)),
-        Configuration("mlp, augmented", "synthetic", replace(mlp, input_noise=AUGMENTATION_NOISE)),
-        Configuration("mlp, augmented, no wd", "synthetic",
-                      replace(mlp, input_noise=AUGMENTATION_NOISE, weight_decay=0.0)),
-        Configuration("mlp", "synthetic-overlapping", mlp),
-        Configuration("mlp", "synthetic-steep", mlp),
-        Configuration("mlp", "digits", mlp),
-        Configuration("mlp, no wd", "digits", replace(mlp, weight_decay=0.0)),
-        Configuration("mlp, augmented", "digits", replace(mlp, input_noise=AUGMENTATION_NOISE)),
-    ]
+from harness.verdict import ClaimResult, Statistic
 
 
 def cases(profile):
     return [Grid(tuple(configurations(profile)))]
 
 
-def measure(configuration: Configuration, models: int, profile, store, device, seed=0):
-    """One configuration's figures, and its scores and ensemble (for resampling its models)."""
-    data = load_dataset(configuration.data, profile.name)
-    scores, ensemble = subsampled_scores(data, configuration.spec, FZ20_RATE, models, store, device, seed)
-    train_accuracy = float(ensemble.train_accuracy().mean())
-    test_accuracy = float(ensemble.test_accuracy().mean())
-    return {"configuration": f"{configuration.label} on {configuration.data}",
-            "test accuracy": test_accuracy, "training accuracy": train_accuracy,
-            "held-out training accuracy": float(scores.p_out.mean()),
-            "generalization gap": train_accuracy - test_accuracy,
-            "mean memorization": float(scores.score.mean()),
-            f"share >= {HIGH_SCORE}": float((scores.score >= HIGH_SCORE).mean()),
-            "models": ensemble.n_models}, (scores, ensemble)
-
-
 def correlation(name: str, interval, note: str = "") -> Statistic:
     return Statistic.from_interval(name, interval, unit="configurations", note=note or interval.method)
-
-
-def partial_pearson(x, y, control, alpha: float = 0.05) -> Statistic:
-    """Pearson r of x and y given ``control`` (module docstring), Fisher interval on n - 4."""
-    x, y, control = (np.asarray(v, dtype=float) for v in (x, y, control))
-    n = len(x)
-    if n < 5:
-        raise ValueError(f"a partial correlation with one control needs at least 5 configurations, got {n}")
-    r_xy, r_xz, r_yz = (np.corrcoef(a, b)[0, 1] for a, b in ((x, y), (x, control), (y, control)))
-    r = float(np.clip((r_xy - r_xz * r_yz) / math.sqrt((1 - r_xz**2) * (1 - r_yz**2)), -1.0, 1.0))
-    half = scipy_stats.norm.ppf(1 - alpha / 2) / math.sqrt(n - 4)
-    with np.errstate(divide="ignore"):  # r = +-1 gives the degenerate interval (r, r)
-        centre = np.arctanh(r)
-    return Statistic("partial Pearson r(mean memorization, test accuracy | training accuracy)", r,
-                     np.tanh(centre - half), np.tanh(centre + half), n, unit="configurations",
-                     note="Fisher z on n - 4; near -1 when memorization = training - test accuracy")
 
 
 @pytest.mark.claim(CLAIM)
