@@ -17,23 +17,20 @@ any threshold's drop is significantly negative.
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import pytest
 
-from harness import plots, stats
+from harness import plots
 from harness.experiments import Case, load_dataset
-from harness.profiles import FZ20_RATE, SIZE_BINS, size_bin
+from harness.profiles import FZ20_RATE, size_bin
 from harness.removal import (
     describe_scores,
     marginal_utility,
     select_above,
     selection_scores,
 )
-from harness.claims.threshold_dependence import CLAIM, decide, removal_arms
-from harness.verdict import ClaimResult, Statistic
-
+from harness.claims.threshold_dependence import CLAIM, decide, removal_arms, share_statistic, sweep_table
+from harness.verdict import ClaimResult
 
 
 def cases(profile):
@@ -41,40 +38,6 @@ def cases(profile):
         return [Case("synthetic", "ridge", FZ20_RATE)]
     return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
             for family in ("ridge", "mlp")] + [Case("synthetic", "ridge")]
-
-
-def sweep_table(utility, selections: dict, bins: np.ndarray) -> pd.DataFrame:
-    rows = []
-    for theta, chosen in selections.items():
-        drop = utility.drop(f"theta={theta}")
-        row = {"theta": theta, "selected": int(chosen.sum()),
-               "purged_subpopulations": len(utility.purged_groups(f"theta={theta}")),
-               "utility": drop.estimate, "utility_lower": drop.lower, "utility_upper": drop.upper}
-        for name in SIZE_BINS:
-            row[f"share_{name}"] = float((bins[chosen] == name).mean())
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def share_statistic(name: str, members: int, total: int, note: str) -> Statistic:
-    lower, upper = stats.wilson_interval(members, total)
-    return Statistic(name, members / total, lower, upper, total, "points", note)
-
-
-def shares_figure(table: pd.DataFrame, title: str):
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    x = np.arange(len(table))
-    bottom = np.zeros(len(table))
-    for name in SIZE_BINS:
-        ax.bar(x, table[f"share_{name}"], bottom=bottom, color=plots.BIN_COLOURS[name], label=name)
-        bottom += table[f"share_{name}"].to_numpy()
-    ax.set_xticks(x, [f"{t:g}\n(n={n})" for t, n in zip(table["theta"], table["selected"])], fontsize=7)
-    ax.set_xlabel("memorization threshold theta (points selected)")
-    ax.set_ylabel("share of selected points")
-    ax.set_title(title, fontsize=9)
-    ax.legend(title="sub-population", fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 @pytest.mark.claim(CLAIM)
@@ -130,6 +93,6 @@ def test_marginal_utility_changes_materially_across_thresholds(case, profile, st
         figures = {"utility-vs-threshold": plots.curve_with_band(
                        table["theta"], table["utility"], table["utility_lower"], table["utility_upper"],
                        "memorization threshold theta", "accuracy drop: acc(S) - acc(S \\ selected)", title),
-                   "selected-by-size": shares_figure(table, f"{case.id}: who is selected")}
+                   "selected-by-size": plots.selected_by_size(table, f"{case.id}: who is selected")}
         tables = {"sweep": table.round(4)}
     conclude(result, figures=figures, tables=tables)

@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from harness.profiles import SIZE_BINS  # noqa: E402
+
 BIN_COLOURS = {"singleton": "tab:red", "small": "tab:orange", "large": "tab:blue", "unknown": "tab:gray"}
 
 
@@ -101,5 +103,23 @@ def scatter_with_fit(x, y, xlabel: str, ylabel: str, title: str, labels=None) ->
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def selected_by_size(table: pd.DataFrame, title: str) -> Figure:
+    """Stacked bars: the share of each size bin among the points each threshold selects
+    (``table`` from ``harness.claims.threshold_dependence.sweep_table``)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    x = np.arange(len(table))
+    bottom = np.zeros(len(table))
+    for name in SIZE_BINS:
+        ax.bar(x, table[f"share_{name}"], bottom=bottom, color=BIN_COLOURS[name], label=name)
+        bottom += table[f"share_{name}"].to_numpy()
+    ax.set_xticks(x, [f"{t:g}\n(n={n})" for t, n in zip(table["theta"], table["selected"])], fontsize=7)
+    ax.set_xlabel("memorization threshold theta (points selected)")
+    ax.set_ylabel("share of selected points")
+    ax.set_title(title, fontsize=9)
+    ax.legend(title="sub-population", fontsize=8)
     fig.tight_layout()
     return fig

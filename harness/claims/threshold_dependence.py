@@ -35,9 +35,12 @@ place of the thresholds' selections, so the scores no longer choose what is remo
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
+from harness import stats
+from harness.profiles import SIZE_BINS
 from harness.removal import random_selections
-from harness.verdict import Control, Decision, Threshold, absolute_value, undecidable
+from harness.verdict import Control, Decision, Statistic, Threshold, absolute_value, undecidable
 
 CLAIM = "threshold-dependence"
 MATERIAL_CHANGE = 1.96 * np.sqrt(2) * 0.0020
@@ -81,3 +84,24 @@ def decide(utility, selections: dict) -> Decision:
                                                         "drop(as many random points)")
     control = utility.statistic(f"{signed.name}, second random sets in place of the selections", contrasts["control"])
     return Decision(absolute_value(signed), THRESHOLD, Control(absolute_value(control), CONTROL), [signed])
+
+
+def sweep_table(utility, selections: dict, bins: np.ndarray) -> pd.DataFrame:
+    """One row per threshold: points selected, sub-populations purged, the plain drop with its
+    interval, and the share of each size bin among the selected points."""
+    rows = []
+    for theta, chosen in selections.items():
+        drop = utility.drop(f"theta={theta}")
+        row = {"theta": theta, "selected": int(chosen.sum()),
+               "purged_subpopulations": len(utility.purged_groups(f"theta={theta}")),
+               "utility": drop.estimate, "utility_lower": drop.lower, "utility_upper": drop.upper}
+        for name in SIZE_BINS:
+            row[f"share_{name}"] = float((bins[chosen] == name).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def share_statistic(name: str, members: int, total: int, note: str) -> Statistic:
+    """A share of the selected points with its Wilson interval."""
+    lower, upper = stats.wilson_interval(members, total)
+    return Statistic(name, members / total, lower, upper, total, "points", note)
