@@ -26,12 +26,7 @@ def error_histogram(table: pd.DataFrame, title: str) -> Figure:
     ax.hist([g for _, g in groups], bins=bins, stacked=True, label=[n for n, _ in groups],
             color=[BIN_COLOURS[n] for n, _ in groups])
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel("subsampled score - exact LOO score")
-    ax.set_ylabel("points")
-    ax.set_title(title, fontsize=9)
-    ax.legend(title="sub-population", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _by_subpopulation(fig, ax, "subsampled score - exact LOO score", "points", title)
 
 
 def loo_vs_subsampled(table: pd.DataFrame, title: str) -> Figure:
@@ -117,8 +112,14 @@ def selected_by_size(table: pd.DataFrame, title: str) -> Figure:
         ax.bar(x, table[f"share_{name}"], bottom=bottom, color=BIN_COLOURS[name], label=name)
         bottom += table[f"share_{name}"].to_numpy()
     ax.set_xticks(x, [f"{t:g}\n(n={n})" for t, n in zip(table["theta"], table["selected"])], fontsize=7)
-    ax.set_xlabel("memorization threshold theta (points selected)")
-    ax.set_ylabel("share of selected points")
+    return _by_subpopulation(fig, ax, "memorization threshold theta (points selected)", "share of selected points",
+                             title)
+
+
+def _by_subpopulation(fig: Figure, ax, xlabel: str, ylabel: str, title: str) -> Figure:
+    """Labels, title and a legend of sub-population size bins."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(title="sub-population", fontsize=8)
     fig.tight_layout()
