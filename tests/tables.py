@@ -95,10 +95,3 @@ def removal(data: Dataset, full: np.ndarray, arms: dict, models: int = 40, seed:
                               correct(accuracy))
              for name, (removed, accuracy) in arms.items()}
     return MarginalUtility(data, correct(full), built, models * (len(arms) + 1), seed)
-
-
-def random_rows(n: int, count: int, models: int, seed: int) -> np.ndarray:
-    """A random set of ``count`` of ``n`` points for each model."""
-    from harness.removal import random_selections
-
-    return random_selections(n, count, models, seed)

@@ -12,6 +12,7 @@ import pytest
 
 import tables
 from harness import stats
+from harness.removal import random_selections
 from harness.claims import (
     approx_overestimates,
     error_is_subpopulation,
@@ -150,8 +151,8 @@ def test_fz_marginal_utility(memorized_cost, expected):
     random_cost = 0.02
     utility = tables.removal(data, np.full(data.n_test, 0.8), {
         "memorized": (memorized, np.full(data.n_test, 0.8 - random_cost - memorized_cost)),
-        "random": (tables.random_rows(data.n_train, 10, 40, 0), np.full(data.n_test, 0.8 - random_cost)),
-        fz_marginal_utility.CONTROL_ARM: (tables.random_rows(data.n_train, 10, 40, 1),
+        "random": (random_selections(data.n_train, 10, 40), np.full(data.n_test, 0.8 - random_cost)),
+        fz_marginal_utility.CONTROL_ARM: (random_selections(data.n_train, 10, 40, draw=1),
                                           np.full(data.n_test, 0.8 - random_cost))})
     check(fz_marginal_utility.decide(utility), expected)
 
