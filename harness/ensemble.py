@@ -19,6 +19,10 @@ from harness.masks import MaskPlan
 from harness.store import Store
 
 HARNESS_RESULTS_VERSION = 2  # bump when a change alters what stored runs contain (2: trainers reordered float sums)
+# A pass's float sums depend on how many threads split them (ridge margins move by about 1e-5
+# between 1 and 2 threads), so every pass runs on one thread, whatever the process has, and the
+# run's config records it: a resume in any process gives the bytes an uninterrupted run gives.
+THREADS_PER_PASS = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,15 +88,21 @@ def train_ensemble(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: i
                    device: str = "cpu", progress: bool = True) -> Ensemble:
     check_inputs(dataset, spec, plan, seed)
     config = {"version": HARNESS_RESULTS_VERSION, "dataset": dataset.name,
-              "data": dataset.fingerprint, "spec": spec.config(), "plan": plan.config(), "seed": seed}
+              "data": dataset.fingerprint, "spec": spec.config(), "plan": plan.config(), "seed": seed,
+              "threads_per_pass": THREADS_PER_PASS}
     run = store.open(config, plan.masks, spec.schema(dataset))
     seeds = plan.seeds(seed)
-    threads = torch.get_num_threads()
     passes = len(run.missing_chunks(spec.models_per_pass))  # a resumed run may have a few left
-    workers = max(1, min(threads, passes)) if torch.device(device).type == "cpu" else 1
-    with torch_threads(max(1, threads // workers)):
-        trained = run.fill(lambda rows: spec.train(dataset, plan.masks[rows], seeds[rows], device),
-                           chunk_size=spec.models_per_pass, progress=progress, workers=workers,
+    workers = max(1, min(torch.get_num_threads(), passes)) if torch.device(device).type == "cpu" else 1
+
+    def train_pass(rows):
+        # Set again in each worker thread (never put back there: only the same value is ever
+        # set while passes run, so no thread changes another's count mid-pass).
+        torch.set_num_threads(THREADS_PER_PASS)
+        return spec.train(dataset, plan.masks[rows], seeds[rows], device)
+
+    with torch_threads(THREADS_PER_PASS):
+        trained = run.fill(train_pass, chunk_size=spec.models_per_pass, progress=progress, workers=workers,
                            desc=f"{spec.family} on {dataset.name} ({plan.kind})")
     return Ensemble(dataset, spec, plan, run.arrays(), trained, run.key)
 
@@ -102,10 +112,10 @@ def torch_threads(count: int):
     """torch's CPU threads set to ``count`` inside the block, put back after.
 
     On CPU the training path spends torch's N threads on up to N passes at once (as many as
-    the ensemble has), sharing the threads among them: a pass's operations are too short to
-    share well between threads (two passes of one thread each trained 65 default MLP models/s
-    on 2 cores, one pass of two threads 47; ridge: 8.9 against 11.0 ms per model). A pass's
-    result depends on its own thread count only, not on the passes beside it.
+    the ensemble has left), one thread each (``THREADS_PER_PASS``): a pass's operations are
+    too short to share well between threads (two passes of one thread each trained 65 default
+    MLP models/s on 2 cores, one pass of two threads 47; ridge: 8.9 against 11.0 ms per model).
+    A pass's result depends on its own thread count only, not on the passes beside it.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(count)
