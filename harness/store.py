@@ -10,9 +10,21 @@ A run lives in ``root / key`` with
     key = sha256(canonical_json(config) + masks.tobytes() + repr(masks.shape))[:16]
 
 and holds ``config.json``, ``schema.json``, ``masks.npy``, one ``<name>.npy`` of shape
-``(K, *shape)`` per schema entry (zeros, NaN for floating dtypes) and ``done.npy`` (uint8,
-one flag per model). A row counts as done only once its flag is set, and flags are written
-after the rows, so a process killed at any moment never leaves a half-written row marked done.
+``(K, *shape)`` per schema entry (zeros, NaN for floating dtypes), ``checksums.npy`` (uint32,
+one per model) and ``done.npy`` (uint8, one flag per model). A row counts as done only once its
+flag is set, and flags are written after the rows and their checksums, so a process killed at
+any moment never leaves a half-written row marked done.
+
+Integrity: a row's checksum is the CRC-32 of its bytes in every schema array (names sorted),
+chained; ``zlib.crc32`` reads about 2.9 GB/s here, so every read of a run checks every row.
+Opening a run checks each file's shape and dtype against the schema and the key against the
+config and masks. Damage raises :class:`DamagedRun`, naming the run, the models and the fix:
+``python -m harness.store repair KEY`` marks the damaged models missing (rebuilding a file
+that cannot be read), and the next training call retrains exactly their chunks.
+
+Shared and read-only stores: reading a complete run takes no lock and writes nothing. Files
+follow the umask. Every file of a new run is allocated before it is written, so a full disk
+raises ``OSError`` naming the run (never SIGBUS from a memory map) and leaves no staging folder.
 
 Training goes in fixed chunks of rows ``[c * chunk_size, (c + 1) * chunk_size)``: a resumed
 run trains exactly the batches an uninterrupted one would, so results are bit-identical.
@@ -23,12 +35,15 @@ chunk before it are done.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
+import socket
+import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
@@ -41,7 +56,9 @@ from tqdm import tqdm
 DEFAULT_STORE_ENV = "MEMSUITE_STORE"
 
 KEY_LENGTH = 16
-RESERVED_NAMES = ("masks", "done")  # file names the run itself uses
+RESERVED_NAMES = ("masks", "done", "checksums")  # file names the run itself uses
+STAGING_PREFIX = ".tmp-"
+STALE_STAGING_SECONDS = 24 * 3600  # a staging folder another host left this long ago is abandoned
 ARRAY_NAME = re.compile(r"[A-Za-z0-9_]+")
 STORABLE_KINDS = "biufc"  # bool, signed and unsigned int, float, complex: fixed-size, memmappable
 
@@ -114,18 +131,73 @@ def run_key(config: dict, masks: np.ndarray) -> str:
     return digest.hexdigest()[:KEY_LENGTH]
 
 
+class DamagedRun(RuntimeError):
+    """A run's files do not hold what its schema and checksums say; the message names the fix."""
+
+    def __init__(self, path: Path, problem: str, repairable: bool = True):
+        self.path, self.problem = path, problem
+        self.repairable = repairable
+        fix = (f"run `python -m harness.store --root {path.parent} repair {path.name}` to mark the damaged "
+               f"models missing (the next training call retrains exactly those), or delete {path}"
+               if repairable else f"delete {path} to train the run afresh")
+        super().__init__(f"run {path.name} ({path}) is damaged: {problem}; {fix}")
+
+
+def _load(path: Path, run_path: Path, repairable: bool = True) -> np.ndarray:
+    """``np.load`` as a memory map, its failures (missing, truncated, a broken header) as DamagedRun."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        if isinstance(error, PermissionError):
+            raise
+        raise DamagedRun(run_path, f"{path.name} cannot be read ({error})", repairable) from None
+
+
+def _per_model_files(schema: Schema) -> Schema:
+    """Every file with one row per model: the schema's arrays, the checksums and the flags."""
+    return {**schema, "checksums": ((), "uint32"), "done": ((), "uint8")}
+
+
+def _row_checksums(arrays: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """CRC-32 of each row's bytes in every array, names sorted (module docstring)."""
+    sums = np.zeros(len(rows), dtype=np.uint32)
+    for j, row in enumerate(rows):
+        crc = 0
+        for name in sorted(arrays):
+            crc = zlib.crc32(np.ascontiguousarray(arrays[name][row]), crc)
+        sums[j] = crc
+    return sums
+
+
 class Run:
-    """An existing run directory. Create runs with :meth:`Store.open`."""
+    """An existing run directory. Create runs with :meth:`Store.open`.
+
+    Opening checks what is cheap to check (every file readable, with the schema's shape and
+    dtype; the key against config and masks) and raises :class:`DamagedRun` otherwise.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.key = self.path.name
         if not (self.path / "done.npy").is_file():
             raise ValueError(f"{self.path} is not a run directory (no done.npy)")
-        self.config = json.loads((self.path / "config.json").read_text())
-        self.masks = np.load(self.path / "masks.npy", mmap_mode="r")
-        self.schema = {name: (tuple(shape), dtype)
-                       for name, (shape, dtype) in json.loads((self.path / "schema.json").read_text()).items()}
+        try:
+            self.config = json.loads((self.path / "config.json").read_text())
+            self.schema = {name: (tuple(shape), dtype) for name, (shape, dtype)
+                           in json.loads((self.path / "schema.json").read_text()).items()}
+        except (OSError, ValueError, TypeError) as error:
+            if isinstance(error, PermissionError):
+                raise
+            raise DamagedRun(self.path, f"config.json or schema.json cannot be read ({error})",
+                             repairable=False) from None
+        self.masks = _load(self.path / "masks.npy", self.path, repairable=False)
+        if len(self.key) == KEY_LENGTH and run_key(self.config, self.masks) != self.key:
+            raise DamagedRun(self.path, "config.json and masks.npy do not hash to the run's key", repairable=False)
+        for name, (shape, dtype) in _per_model_files(self.schema).items():
+            array = _load(self.path / f"{name}.npy", self.path)
+            if array.shape != (self.n_models, *shape) or array.dtype != np.dtype(dtype):
+                raise DamagedRun(self.path, f"{name}.npy holds {array.dtype} {array.shape}, the schema says "
+                                            f"{dtype} {(self.n_models, *shape)}")
 
     def __repr__(self) -> str:
         return f"Run({self.key}, {self.n_models - len(self.missing())}/{self.n_models} models done)"
@@ -144,9 +216,6 @@ class Run:
         missing model (module docstring)."""
         chunks = np.unique(self.missing() // chunk_size)
         return [np.arange(c * chunk_size, min((c + 1) * chunk_size, self.n_models)) for c in chunks]
-
-    def is_complete(self) -> bool:
-        return len(self.missing()) == 0
 
     def write(self, rows, outputs: dict[str, np.ndarray]) -> None:
         """Store ``outputs[name][j]`` as row ``rows[j]`` of every array, then mark the rows done."""
@@ -167,11 +236,14 @@ class Run:
                 raise ValueError(f"outputs[{name!r}] must have shape {(len(rows), *shape)} "
                                  f"(rows x schema shape), got {value.shape}")
             values[name] = value.astype(dtype, copy=False)
-        # Rows first, flags after: a process killed in between leaves these rows not done.
+        # Rows, then checksums, then flags: a process killed in between leaves these rows not done.
         for name, value in values.items():
             array = np.load(self.path / f"{name}.npy", mmap_mode="r+")
             array[rows] = value
             array.flush()
+        checksums = np.load(self.path / "checksums.npy", mmap_mode="r+")
+        checksums[rows] = _row_checksums(values, np.arange(len(rows)))
+        checksums.flush()
         done = np.load(self.path / "done.npy", mmap_mode="r+")
         done[rows] = 1
         done.flush()
@@ -187,6 +259,8 @@ class Run:
         for name, value in (("chunk_size", chunk_size), ("workers", workers)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not len(self.missing()):
+            return 0  # no lock taken: a complete run in a read-only store is read as it is
         with FileLock(self.path / ".lock"):
             chunk_rows = self.missing_chunks(chunk_size)
             total = sum(len(rows) for rows in chunk_rows)
@@ -198,12 +272,26 @@ class Run:
         return total
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Read-only memory maps of every schema array; the run must be complete."""
+        """Read-only memory maps of every schema array, checksums checked; the run must be complete."""
         missing = len(self.missing())
         if missing:
             raise RuntimeError(f"run {self.key} ({self.path}) is incomplete: {missing} of "
                                f"{self.n_models} models missing; call fill() first")
-        return {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in self.schema}
+        arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in self.schema}
+        damaged = self.damaged_rows(arrays)
+        if len(damaged):
+            shown = ", ".join(map(str, damaged[:10])) + (" ..." if len(damaged) > 10 else "")
+            raise DamagedRun(self.path, f"{len(damaged)} of {self.n_models} models marked done do not match "
+                                        f"their checksums (rows {shown})")
+        return arrays
+
+    def damaged_rows(self, arrays: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Sorted rows marked done whose bytes do not match their checksums."""
+        if arrays is None:
+            arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in self.schema}
+        done = np.flatnonzero(np.load(self.path / "done.npy", mmap_mode="r") != 0)
+        stored = np.load(self.path / "checksums.npy", mmap_mode="r")[done]
+        return done[_row_checksums(arrays, done) != stored]
 
 
 def _in_order(call: Callable, items: Iterable, workers: int) -> Iterator:
@@ -250,38 +338,127 @@ class Store:
         return run
 
     def _create(self, path: Path, config: dict, masks: np.ndarray, schema: Schema) -> None:
-        """Build the run under a temporary name and rename it into place, so it appears whole or not at all."""
+        """Build the run under a staging name and rename it into place, so it appears whole or not at all."""
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=self.root))
+        self.sweep_staging()
+        # Named by host and process, so a later sweep can tell an abandoned folder from one in use;
+        # os.mkdir applies the umask (tempfile.mkdtemp would make it 0700).
+        staging = self.root / f"{STAGING_PREFIX}{path.name}-{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         try:
+            os.mkdir(staging, 0o777)
             (staging / "config.json").write_text(json.dumps(config, sort_keys=True, indent=1))
             (staging / "schema.json").write_text(
                 json.dumps({name: [list(shape), dtype] for name, (shape, dtype) in schema.items()}, indent=1))
             np.save(staging / "masks.npy", masks)
-            n_models = masks.shape[0]
-            for name, (shape, dtype) in schema.items():
-                array = np.lib.format.open_memmap(staging / f"{name}.npy", mode="w+",
-                                                  dtype=dtype, shape=(n_models, *shape))
-                if np.dtype(dtype).kind in "fc":
-                    array[...] = np.nan  # unwritten floats stand out
-                array.flush()
-                del array
-            np.save(staging / "done.npy", np.zeros(n_models, dtype=np.uint8))
+            for name, (shape, dtype) in _per_model_files(schema).items():
+                _allocate(staging / f"{name}.npy", dtype, (masks.shape[0], *shape))
             os.rename(staging, path)
-        except OSError:
-            # Another process renamed its copy into place first: keep theirs.
-            if not (path / "done.npy").is_file():
+        except OSError as error:
+            if (path / "done.npy").is_file():
+                pass  # another process renamed its copy into place first: keep theirs
+            elif error.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, f"no space left on the device to create run {path.name} in "
+                                            f"{self.root}: free some, or point the store elsewhere "
+                                            f"(--store or ${DEFAULT_STORE_ENV})") from error
+            else:
                 raise
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
-    def runs(self) -> list[Run]:
-        """Every run in the store, sorted by key."""
+    def stale_staging(self) -> list[Path]:
+        """Staging folders whose creator is gone: a dead process on this host, or another host's
+        folder older than ``STALE_STAGING_SECONDS``."""
         if not self.root.is_dir():
             return []
-        return [Run(path) for path in sorted(self.root.iterdir())
+        return [path for path in sorted(self.root.glob(f"{STAGING_PREFIX}*")) if path.is_dir() and _abandoned(path)]
+
+    def sweep_staging(self) -> list[Path]:
+        """Delete :meth:`stale_staging`'s folders; return them."""
+        stale = self.stale_staging()
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return stale
+
+    def run_paths(self) -> list[Path]:
+        """Every run directory in the store, sorted by key, damaged or not."""
+        if not self.root.is_dir():
+            return []
+        return [path for path in sorted(self.root.iterdir())
                 if len(path.name) == KEY_LENGTH and (path / "done.npy").is_file()]
+
+    def runs(self) -> list[Run]:
+        """Every run in the store, sorted by key (DamagedRun if one is damaged)."""
+        return [Run(path) for path in self.run_paths()]
+
+
+def _abandoned(staging: Path) -> bool:
+    try:
+        head, pid, _ = staging.name.rsplit("-", 2)
+        host = head[len(STAGING_PREFIX) + KEY_LENGTH + 1:]
+        if host == socket.gethostname():
+            os.kill(int(pid), 0)  # raises ProcessLookupError once the creator is gone
+            return False
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        pass  # not our naming, or a live process of another user: judge by age
+    return time.time() - staging.stat().st_mtime > STALE_STAGING_SECONDS
+
+
+def _allocate(file: Path, dtype: str, shape: tuple[int, ...]) -> None:
+    """A ``.npy`` file of ``shape``, NaN for floats and zeros otherwise, with every block
+    allocated before anything is written: a full disk raises ENOSPC here instead of killing
+    the process with SIGBUS when a memory map touches a block the disk cannot give."""
+    array = np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
+    with open(file, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise  # the file system allocates on write only: nothing more to do there
+    if np.dtype(dtype).kind in "fc":
+        array[...] = np.nan  # unwritten floats stand out
+    array.flush()
+    del array
+
+
+def repair(path: str | os.PathLike) -> str:
+    """Mark the damaged models of the run at ``path`` missing, rebuilding (NaN, all models
+    missing) any per-model file that cannot be read or has the wrong shape or dtype; return
+    what was done. The next training call retrains exactly the chunks that hold those models."""
+    path = Path(path)
+    with FileLock(path / ".lock"):
+        try:
+            run = Run(path)
+        except DamagedRun as damage:
+            if not damage.repairable:
+                raise
+            return f"rebuilt {', '.join(_rebuild_unreadable(path))}: all models will be retrained"
+        damaged = run.damaged_rows()
+        done = np.load(path / "done.npy", mmap_mode="r+")
+        done[damaged] = 0
+        done.flush()
+        return f"{len(damaged)} of {run.n_models} models marked missing"
+
+
+def _rebuild_unreadable(path: Path) -> list[str]:
+    """Rebuild every per-model file that cannot be read as the schema says; mark all models missing."""
+    schema = {name: (tuple(shape), dtype) for name, (shape, dtype) in json.loads((path / "schema.json").read_text()).items()}
+    n_models = _load(path / "masks.npy", path, repairable=False).shape[0]
+    rebuilt = []
+    for name, (shape, dtype) in _per_model_files(schema).items():
+        try:
+            array = _load(path / f"{name}.npy", path)
+            readable = array.shape == (n_models, *shape) and array.dtype == np.dtype(dtype)
+            del array
+        except DamagedRun:
+            readable = False
+        if not readable:
+            _allocate(path / f"{name}.npy", dtype, (n_models, *shape))
+            rebuilt.append(f"{name}.npy")
+    _allocate(path / "done.npy", "uint8", (n_models,))
+    return rebuilt
 
 
 def _size_on_disk(path: Path) -> str:
@@ -292,19 +469,49 @@ def _size_on_disk(path: Path) -> str:
         size /= 1024
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m harness.store", description="List the runs in a result store.")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.store",
+                                     description="List the runs in a result store, or repair a damaged one.")
     parser.add_argument("--root", help=f"store directory (default: ${DEFAULT_STORE_ENV} or ~/.cache/memsuite)")
-    store = Store(parser.parse_args(argv).root)
-    runs = store.runs()
-    print(f"{store.root}: {len(runs)} run(s)")
-    for run in runs:
+    parser.add_argument("--verify", action="store_true", help="check every model's checksum (reads every array)")
+    commands = parser.add_subparsers(dest="command", metavar="{repair}")
+    repair_parser = commands.add_parser("repair", help="mark a run's damaged models missing, to be retrained")
+    repair_parser.add_argument("key", help="the run's key (its folder name)")
+    args = parser.parse_args(argv)
+    store = Store(args.root)
+    if args.command == "repair":
+        path = store.root / args.key
+        if not (path / "done.npy").is_file():
+            parser.error(f"{path} is not a run directory")
+        print(f"{args.key}: {repair(path)}")
+        return 0
+    paths = store.run_paths()
+    print(f"{store.root}: {len(paths)} run(s)")
+    damaged = 0
+    for path in paths:
+        try:
+            run = Run(path)
+            bad_rows = run.damaged_rows() if args.verify else []
+            if len(bad_rows):
+                raise DamagedRun(path, f"{len(bad_rows)} model(s) do not match their checksums")
+        except DamagedRun as damage:
+            damaged += 1
+            print(f"{path.name}  DAMAGED: {damage.problem}")
+            continue
         # Show the config's identifying fields when they are plain values.
         label = " ".join(f"{field}={run.config[field]}" for field in ("name", "dataset", "model", "estimator")
                          if isinstance(run.config.get(field), (str, int, float)))
         done = run.n_models - len(run.missing())
         print(f"{run.key}  {done:>6}/{run.n_models:<6} {_size_on_disk(run.path):>10}  {label}")
+    stale = store.stale_staging()
+    if stale:
+        print(f"{len(stale)} abandoned staging folder(s), swept when the next run is created: "
+              + " ".join(path.name for path in stale))
+    if damaged:
+        print(f"{damaged} damaged run(s): `python -m harness.store repair KEY` marks their damaged models "
+              f"missing, or delete them")
+    return 1 if damaged else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -69,3 +69,17 @@ def test_seed_changes_the_models_not_the_data_and_is_recorded(pytester, claim_pr
     assert first["decisive"]["estimate"] != second["decisive"]["estimate"]   # other models
     runs = [json.loads(path.read_text())["seed"] for path in (tmp_path / "store").glob("*/config.json")]
     assert sorted(set(runs)) == [0, 3]
+
+
+def test_what_a_user_keeps_in_the_reports_directory_survives_a_collection_and_a_claims_run(
+        pytester, claim_project, tmp_path):
+    reports = tmp_path / "reports"
+    (reports / "my_thesis_data").mkdir(parents=True)
+    (reports / "my_thesis_data" / "chapter1.md").write_text("years of work")
+    (reports / "notes.txt").write_text("mine")
+    arguments = [a for a in claim_project if a not in ("--baseline", str(tmp_path / "baseline.json"))]
+    assert pytester.runpytest_subprocess(*arguments, "--collect-only").ret == 0
+    assert ended_without_failure(pytester.runpytest_subprocess(*arguments))
+    assert (reports / "my_thesis_data" / "chapter1.md").read_text() == "years of work"
+    assert (reports / "notes.txt").read_text() == "mine"
+    assert (reports / "SUMMARY.md").is_file()  # the run did write its own reports beside them

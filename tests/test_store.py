@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.store import DEFAULT_STORE_ENV, Store, default_root, run_key
+from harness.store import DEFAULT_STORE_ENV, DamagedRun, Store, default_root, run_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_MODELS, N_POINTS = 12, 20
@@ -63,7 +63,7 @@ if args["go"]:  # say we are ready, then wait for the start signal
         time.sleep(0.005)
 run = Store(args["root"]).open(CONFIG, make_masks(), SCHEMA)
 trained = run.fill(train, args["chunk_size"], progress=False)
-print(trained, run.is_complete(), float(np.asarray(run.arrays()["margin"]).sum()))
+print(trained, (len(run.missing()) == 0), float(np.asarray(run.arrays()["margin"]).sum()))
 """
 
 
@@ -78,7 +78,7 @@ def start_filler(root, chunk_size, sleep, log=None, go=None, name="filler"):
 def test_round_trip_missing_shrinks_and_incomplete_arrays_raise(tmp_path):
     run = Store(tmp_path).open(CONFIG, make_masks(), SCHEMA)
     assert run.n_models == N_MODELS and run.path == tmp_path / run.key
-    assert np.array_equal(run.missing(), np.arange(N_MODELS)) and not run.is_complete()
+    assert np.array_equal(run.missing(), np.arange(N_MODELS)) and len(run.missing()) > 0
     assert np.isnan(np.load(run.path / "margin.npy")).all()  # unwritten floats are NaN
     with pytest.raises(ValueError):
         run.masks[0, 0] = True  # read-only
@@ -90,7 +90,7 @@ def test_round_trip_missing_shrinks_and_incomplete_arrays_raise(tmp_path):
         run.arrays()
 
     assert run.fill(fake_train, chunk_size=5, progress=False) == N_MODELS  # every chunk had a missing row
-    assert run.is_complete() and run.fill(fake_train, chunk_size=5, progress=False) == 0
+    assert (len(run.missing()) == 0) and run.fill(fake_train, chunk_size=5, progress=False) == 0
     arrays = run.arrays()
     assert arrays["correct"].dtype == bool and arrays["margin"].dtype == np.float32
     assert arrays["test_acc"].shape == (N_MODELS,)
@@ -98,7 +98,7 @@ def test_round_trip_missing_shrinks_and_incomplete_arrays_raise(tmp_path):
     np.testing.assert_array_equal(arrays["margin"][:5], fake_train(np.arange(5))["margin"].astype(np.float32))
 
     reopened = Store(tmp_path).open(CONFIG, make_masks(), SCHEMA)
-    assert reopened.is_complete() and reopened.config == CONFIG
+    assert len(reopened.missing()) == 0 and reopened.config == CONFIG
     assert [found.key for found in Store(tmp_path).runs()] == [run.key]
 
 
@@ -222,7 +222,7 @@ def test_bad_config_and_mismatches(tmp_path):
     with pytest.raises(ValueError, match="created with schema"):
         store.open(CONFIG, make_masks(), {"margin": ((N_POINTS,), "float64")})
     np.save(run.path / "masks.npy", ~make_masks())  # corrupt the stored masks
-    with pytest.raises(ValueError, match="hash collision or a corrupted store"):
+    with pytest.raises(DamagedRun, match="do not hash to the run's key.*delete"):
         store.open(CONFIG, make_masks(), SCHEMA)
 
 
