@@ -172,24 +172,42 @@ class Case:
         return specs[self.family]
 
 
-def correlation_across_configurations(measured: list, seed: int = 0, n_boot: int = 1000) -> stats.CrossedInterval:
+GIVEN = ("generalization gap", "training accuracy")  # what a partial correlation across configurations may hold fixed
+
+
+def correlation_across_configurations(measured: list, seed: int = 0, n_boot: int = 1000,
+                                      given: str | None = None) -> stats.CrossedInterval:
     """Pearson r of mean memorization and mean test accuracy across configurations, each a
-    ``(MemorizationScores, per-model test accuracies)`` pair from one ensemble: the jackknife over
-    configurations plus the variance of atanh r when every configuration's models are resampled
-    (``harness.stats.pearson_with_model_noise``)."""
-    accuracies = [np.asarray(accuracy, dtype=float) for _, accuracy in measured]
+    ``(MemorizationScores, per-model test accuracies[, per-model training accuracies])`` from one
+    ensemble: the jackknife over configurations plus the variance of atanh r when every
+    configuration's models are resampled (``harness.stats.pearson_with_model_noise``). With
+    ``given`` (one of ``GIVEN``, computed from the same resampled models), the partial r."""
+    if given not in (None, *GIVEN):
+        raise ValueError(f"given must be None or one of {GIVEN}, got {given!r}")
+    if given is not None and any(len(item) < 3 for item in measured):
+        raise ValueError(f"a correlation given the {given} needs each configuration's training accuracies")
+    test = [np.asarray(item[1], dtype=float) for item in measured]
+    train = [np.asarray(item[2], dtype=float) for item in measured] if given else None
+
+    def held_fixed(accuracy, training):
+        if given is None:
+            return None
+        return training - accuracy if given == GIVEN[0] else training
 
     def fisher_z(replicate):
         weights = [replicate.models[str(i)] for i in range(len(measured))]
-        memorization = [np.nanmean(scores.rescored(w)) for (scores, _), w in zip(measured, weights)]
-        accuracy = [a @ w / w.sum() for a, w in zip(accuracies, weights)]
-        return {"z": np.arctanh(np.clip(np.corrcoef(memorization, accuracy)[0, 1], -1 + 1e-12, 1 - 1e-12))}
+        memorization = np.array([np.nanmean(item[0].rescored(w)) for item, w in zip(measured, weights)])
+        accuracy = np.array([a @ w / w.sum() for a, w in zip(test, weights)])
+        training = np.array([a @ w / w.sum() for a, w in zip(train, weights)]) if given else None
+        r = stats.row_correlation(memorization, accuracy, held_fixed(accuracy, training))
+        return {"z": np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))}
 
-    pools = {str(i): scores.model_groups for i, (scores, _) in enumerate(measured)}
+    pools = {str(i): item[0].model_groups for i, item in enumerate(measured)}
     variance = stats.crossed_bootstrap(fisher_z, pools, n_boot=n_boot, seed=seed, components=False)["z"].var_both
-    return stats.pearson_with_model_noise([scores.score.mean() for scores, _ in measured],
-                                          [accuracy.mean() for accuracy in accuracies], variance,
-                                          sum(len(accuracy) for accuracy in accuracies))
+    accuracy = np.array([a.mean() for a in test])
+    training = np.array([a.mean() for a in train]) if given else None
+    return stats.pearson_with_model_noise([item[0].score.mean() for item in measured], accuracy, variance,
+                                          sum(len(a) for a in test), given=held_fixed(accuracy, training))
 
 
 def pick_targets(dataset: Dataset, per_bin: int, seed: int = 0) -> np.ndarray:

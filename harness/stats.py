@@ -31,7 +31,11 @@ atanh(r) under resampled models (a bootstrap over each pair's models)::
     (lower, upper) = tanh(atanh(r) -/+ t_{n-1, 1-alpha/2} sqrt(V_pairs + V_m)),
 
 with the t quantile for the n - 1 degrees of freedom of the jackknife. The variance
-components stay on the Fisher z scale, where the power statement works too.
+components stay on the Fisher z scale, where the power statement works too. Given a third
+variable g (``given``), r is the partial correlation, the jackknife recomputes it without each
+pair and the t quantile has n - 2 degrees of freedom (one spent on g)::
+
+    r_xy.g = (r_xy - r_xg r_yg) / sqrt((1 - r_xg^2)(1 - r_yg^2)).
 
 Spearman correlation (Pearson on average ranks), Fisher z with the Bonett-Wright (2000)
 standard error::
@@ -604,25 +608,41 @@ def pearson(x, y, alpha: float = 0.05) -> Interval:
     return _fisher_interval(r, 1 / math.sqrt(x.size - 3), x.size, alpha, "pearson fisher z")
 
 
-def pearson_with_model_noise(x, y, model_variance_z: float, models: int, alpha: float = 0.05) -> CrossedInterval:
-    """Pearson r with the Fisher interval widened by the models' variance (module docstring)."""
+def pearson_with_model_noise(x, y, model_variance_z: float, models: int, alpha: float = 0.05,
+                             given=None) -> CrossedInterval:
+    """Pearson r (the partial r given ``given`` when set) with the Fisher interval widened by the
+    models' variance (module docstring)."""
     _check_alpha(alpha)
-    x, y = _check_pair(x, y, minimum=4)
+    x, y = _check_pair(x, y, minimum=4 if given is None else 5)
     if not (math.isfinite(model_variance_z) and model_variance_z >= 0):
         raise ValueError(f"model_variance_z must be a finite number >= 0, got {model_variance_z}")
-    r = float(_row_pearson(x, y))
+    if given is not None:
+        given, _ = _check_pair(given, y, minimum=5)
+    r = float(row_correlation(x, y, given))
     n = x.size
     keep = ~np.eye(n, dtype=bool)
-    left_out = np.arctanh(np.clip(_row_pearson(np.stack([x[k] for k in keep]), np.stack([y[k] for k in keep])),
-                                  -1 + 1e-12, 1 - 1e-12))
+    left_out = np.arctanh(np.clip(row_correlation(*(np.stack([v[k] for k in keep]) if v is not None else None
+                                                     for v in (x, y, given))), -1 + 1e-12, 1 - 1e-12))
     pairs_z = float((n - 1) / n * ((left_out - left_out.mean()) ** 2).sum())
-    half = float(scipy_stats.t.ppf(1 - alpha / 2, n - 1)) * math.sqrt(pairs_z + model_variance_z)
+    degrees = n - 1 if given is None else n - 2
+    half = float(scipy_stats.t.ppf(1 - alpha / 2, degrees)) * math.sqrt(pairs_z + model_variance_z)
     centre = math.atanh(min(max(r, -1 + 1e-12), 1 - 1e-12))
+    kind = "pearson" if given is None else "partial pearson"
     return CrossedInterval(r, math.tanh(centre - half), math.tanh(centre + half), n,
-                           "pearson, Fisher z with the jackknife's variance over pairs and the models' variance, t "
-                           f"quantile on {n - 1} degrees of freedom", models=models,
+                           f"{kind}, Fisher z with the jackknife's variance over pairs and the models' variance, t "
+                           f"quantile on {degrees} degrees of freedom", models=models,
                            var_both=pairs_z + model_variance_z, var_models_only=model_variance_z,
                            var_points_only=pairs_z, scale="atanh")
+
+
+def row_correlation(x: np.ndarray, y: np.ndarray, given: np.ndarray | None = None) -> np.ndarray:
+    """Pearson r of every row of ``x`` with the same row of ``y``; the partial r given the same
+    row of ``given`` when set (module docstring)."""
+    if given is None:
+        return _row_pearson(x, y)
+    r_xy, r_xg, r_yg = _row_pearson(x, y), _row_pearson(x, given), _row_pearson(y, given)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip((r_xy - r_xg * r_yg) / np.sqrt((1 - r_xg**2) * (1 - r_yg**2)), -1.0, 1.0)
 
 
 def spearman(x, y, alpha: float = 0.05) -> Interval:

@@ -419,6 +419,18 @@ def test_pearson_with_model_noise_uses_the_jackknife_over_pairs_and_adds_the_mod
     assert wider.lower < alone.lower and wider.upper > alone.upper and wider.var_models == pytest.approx(0.05)
 
 
+def test_a_partial_correlation_given_the_common_cause_is_near_zero_and_matches_regression_residuals():
+    rng = np.random.default_rng(3)
+    cause = rng.normal(size=30)
+    x, y = cause + 0.3 * rng.normal(size=30), -cause + 0.3 * rng.normal(size=30)
+    raw = pearson_with_model_noise(x, y, 0.0, models=30)
+    partial = pearson_with_model_noise(x, y, 0.0, models=30, given=cause)
+    assert raw.upper < -0.8 and partial.lower < 0 < partial.upper
+    residual = [v - np.polyval(np.polyfit(cause, v, 1), cause) for v in (x, y)]
+    assert partial.estimate == pytest.approx(np.corrcoef(*residual)[0, 1])
+    assert "28 degrees of freedom" in partial.method  # n - 2: one spent on the variable held fixed
+
+
 # --------------------------------------------------------------------------- bad input
 
 BAD_CALLS = {
