@@ -84,15 +84,6 @@ class Dataset:
         return sizes
 
     @cached_property
-    def group_size_test(self) -> np.ndarray:
-        """Training-split size of each test point's sub-population (0 if it has no training members)."""
-        if self.group_test is None or self.group_train is None:
-            return np.zeros(self.n_test, dtype=np.int64)
-        ids, counts = np.unique(self.group_train, return_counts=True)
-        lookup = dict(zip(ids.tolist(), counts.tolist()))
-        return np.array([lookup.get(g, 0) for g in self.group_test.tolist()], dtype=np.int64)
-
-    @cached_property
     def fingerprint(self) -> str:
         """Content hash of the data: runs in the store are keyed by it."""
         digest = hashlib.sha256(self.name.encode())

@@ -55,7 +55,7 @@ bias (grouped below exact) is the direction to expect; that claim measures its s
 Plans are :class:`harness.masks.MaskPlan` s of kind ``"grouped"``; a row leaves out several
 targets, so ``left_out`` holds ``-1`` for base rows and ``SEVERAL_LEFT_OUT`` for the others
 (which makes :func:`harness.estimators.exact_loo` refuse such a plan rather than misread it);
-which targets each row leaves out is in :attr:`GroupedPlan.left_out_matrix`.
+which targets row k leaves out is ``groups[group_of_model[k]]`` of :class:`GroupedPlan`.
 """
 
 from __future__ import annotations
@@ -97,15 +97,6 @@ class GroupedPlan:
     @property
     def n_groups(self) -> int:
         return len(self.groups)
-
-    @property
-    def left_out_matrix(self) -> np.ndarray:
-        """(K, n) bool: True where model k deliberately left point i out."""
-        matrix = np.zeros(self.plan.masks.shape, dtype=bool)
-        for g, members in enumerate(self.groups):
-            rows = np.flatnonzero(self.group_of_model == g)
-            matrix[np.ix_(rows, members)] = True
-        return matrix
 
     @property
     def exact_loo_models(self) -> int:

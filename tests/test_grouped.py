@@ -126,10 +126,12 @@ def test_plan_leaves_every_target_out_of_exactly_m_models_and_nothing_else(tiny)
     targets = np.array([0, 1, 2, 20, 40, 41, tiny.n_train - 1])
     models = 4
     plan = grouped_plan(tiny, targets, models)
-    masks, left = plan.plan.masks, plan.left_out_matrix
+    masks = plan.plan.masks
     assert plan.plan.kind == "grouped" and plan.plan.n_models == (plan.n_groups + 1) * models
-    assert np.array_equal(left, ~masks)                       # only deliberate leave-outs
-    assert (left[:, targets].sum(0) == models).all()
+    for g, members in enumerate(plan.groups):                 # only deliberate leave-outs
+        left_out = np.isin(np.arange(tiny.n_train), members)
+        assert (~masks[plan.group_of_model == g] == left_out).all()
+    assert ((~masks)[:, targets].sum(0) == models).all()
     others = np.setdiff1d(np.arange(tiny.n_train), targets)
     assert masks[:, others].all()
     base = plan.group_of_model == -1
