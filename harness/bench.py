@@ -66,7 +66,7 @@ from harness.data import Dataset, SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
 from harness.masks import MaskPlan, full_plan, subsampled_plan
 from harness.store import Store
-from harness.train import MLPSpec, RidgeSpec
+from harness.train import MLPSpec, RidgeSpec, triangular_lr
 
 # The default generator with a larger head sub-population: 5 classes x (16 Zipf sizes from
 # 185 down + 6 singletons) = 1,995 training points, 32 dimensions.
@@ -137,9 +137,7 @@ def plain_loop_mlp(dataset: Dataset, spec: MLPSpec, mask: np.ndarray, seed: int,
                                 weight_decay=spec.weight_decay, nesterov=True)
     members = torch.from_numpy(np.flatnonzero(mask)).to(device)
     total_steps = spec.epochs * math.ceil(len(members) / spec.batch_size)
-    peak = max(1.0, spec.peak_at * total_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: step / peak if step < peak else max(0.0, (total_steps - step) / max(1.0, total_steps - peak)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: triangular_lr(step, total_steps, spec.peak_at))
     x, y = dataset.x_train.to(device), dataset.y_train.to(device)
     for _ in range(spec.epochs):
         for batch in members[torch.randperm(len(members), device=device)].split(spec.batch_size):

@@ -24,7 +24,11 @@ a_l = relu(z_l) and logits z_L,
     grad b_l = sum over the batch of delta_l,      delta_{l-1} = (W_l^T delta_l) * [a_{l-1} > 0].
 
 The optimizer is torch's own fused kernel (SGD with Nesterov momentum, or AdamW) on the flat vector.
-Learning rate: triangular, linear from 0 to ``lr`` at ``peak_at`` of the steps, then to 0.
+Learning rate: triangular (:func:`triangular_lr`), linear from 0 to ``lr`` at ``peak_at`` of
+the steps, then to 0; at step s of T, with w = max(1, peak_at T),
+
+    lr(s) = lr * s / w                               for s < w,
+    lr(s) = lr * max(0, (T - s) / max(1, T - w))     from s = w on.
 
 **Random-feature ridge** (:class:`RidgeSpec`): features ``phi(x) = sqrt(2/D) cos(x W / s + b)``
 (random Fourier features of an RBF kernel of bandwidth ``s``, given relative to the median
@@ -188,7 +192,7 @@ class MLPSpec:
                                                    generator=g) for g in generators]).to(device) * self.input_noise
             for batch in range(steps_per_epoch):
                 logits = models.backpropagate(inputs[:, batch].transpose(1, 2), targets[:, batch])
-                opt.step(self.lr * _triangular(step, total_steps, self.peak_at))
+                opt.step(self.lr * triangular_lr(step, total_steps, self.peak_at))
                 step += 1
             # The loss of the epoch's last batch, before its update (only the gradients need it per step).
             loss = F.cross_entropy(logits, labels[:, -1], reduction="none").mean(1)
@@ -333,8 +337,15 @@ def _length_scale(dataset: Dataset) -> float:
     return _length_scales[dataset]
 
 
-def _triangular(step: int, total: int, peak_at: float) -> float:
+def triangular_lr(step: int, total: int, peak_at: float, first_step: int = 0) -> float:
+    """Share of the peak learning rate at ``step`` (0-based) of ``total`` steps (module docstring).
+
+    The formula counts steps from ``first_step``: from 0 (:class:`MLPSpec`) the first step has
+    rate 0; from 1 (``harness.zoo``'s recipes, T + 1 steps in the formula) the first step
+    already moves and the last stops one step short of 0.
+    """
     peak = max(1.0, peak_at * total)
+    step, total = step + first_step, total + first_step
     return step / peak if step < peak else max(0.0, (total - step) / max(1.0, total - peak))
 
 

@@ -22,7 +22,7 @@ results, and a model's results do not depend on the other models in the ensemble
 floating-point rounding of the vectorised kernels).
 BatchNorm keeps per-model running statistics (the stacked buffers are updated in place under
 vmap), so evaluation uses them as usual. Learning rate, triangular (step ``s`` of ``T``, peak
-``w = peak_at * T``):
+``w = max(1, peak_at * T)``; :func:`harness.train.triangular_lr` counting steps from 1):
 
     lr(s) = peak_lr * min((s + 1) / w, (T - s) / (T + 1 - w)).
 
@@ -51,12 +51,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from harness.data import Dataset
 from harness.images import DeviceAugment, channel_mean_std, normalize
-from harness.train import TrainingDiverged, output_schema
-
-
-def num_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+from harness.train import TrainingDiverged, output_schema, triangular_lr
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,11 +216,8 @@ class Recipe:
 
     def learning_rates(self, total_steps: int) -> np.ndarray:
         """Learning rate of each of ``total_steps`` steps: linear up to ``peak_at``, down to ~0."""
-        steps = np.arange(total_steps)
-        warmup = max(1.0, self.peak_at * total_steps)
-        rising = (steps + 1) / warmup
-        falling = (total_steps - steps) / (total_steps + 1 - warmup)
-        return self.peak_lr * np.minimum(rising, falling)
+        shares = [triangular_lr(step, total_steps, self.peak_at, first_step=1) for step in range(total_steps)]
+        return self.peak_lr * np.array(shares)
 
 
 PAPER_RECIPE = Recipe(name="paper", epochs=100, batch_size=512, peak_lr=0.4, momentum=0.9,
