@@ -203,6 +203,19 @@ def test_write_summary_tables_and_links_cases(tmp_path):
         "approx-overestimates/syn-r0.7", "sampling-rate-bias/syn-r0.95"]
 
 
+def test_the_summary_sets_the_papers_figure_beside_each_real_data_case(tmp_path):
+    write_case_report(make_result("approx-overestimates", "syn-r0.7"), tmp_path)
+    write_case_report(make_result("approx-overestimates", "ridge on mnist", dataset="mnist",
+                                  decisive=Statistic("overestimation_small", -0.032, -0.066, -0.001, n=30)), tmp_path)
+    write_case_report(make_result("sampling-rate-bias", "syn-r0.95", paper={}), tmp_path)
+    papers = write_summary(tmp_path).read_text().split("## The papers beside the suite, on real data")[1]
+    rows = {line.split(" | ")[0].strip("| "): line for line in papers.splitlines() if line.startswith("| ")}
+    assert "8.5 % of points within 5 % error (IMN25 4.2)" in rows["approx-overestimates"]
+    assert "ridge on mnist: overestimation_small = -0.032 [-0.066, -0.001], refuted" in rows["approx-overestimates"]
+    assert "syn-r0.7" not in rows["approx-overestimates"]  # synthetic cases are the table above
+    assert "not stated" in rows["sampling-rate-bias"] and "no case on real data" in rows["sampling-rate-bias"]
+
+
 def test_load_results_names_a_broken_file(tmp_path):
     (tmp_path / "claim").mkdir()
     (tmp_path / "claim" / "case.json").write_text("{not json")
