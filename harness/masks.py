@@ -48,6 +48,28 @@ class MaskPlan:
         return rng.integers(0, 2**31 - 1, size=self.n_models)
 
 
+def checked_masks(masks, n_points: int | None = None, seeds=None, name: str = "masks") -> np.ndarray:
+    """``masks`` as an array, or a ValueError naming what is wrong with it.
+
+    A 2-D bool array of K >= 1 models x ``n_points`` points (any number >= 1 when None). Given
+    ``seeds``, the models are about to be trained: one seed per model and at least one training
+    point in every row.
+    """
+    masks = np.asarray(masks)
+    columns = "n" if n_points is None else n_points
+    if (masks.ndim != 2 or masks.dtype != np.bool_ or masks.size == 0
+            or (n_points is not None and masks.shape[1] != n_points)):
+        raise ValueError(f"{name} must be a non-empty 2-D bool array of shape (K, {columns}) (models x points), "
+                         f"got {masks.dtype} {masks.shape}")
+    if seeds is not None:
+        if len(seeds) != len(masks):
+            raise ValueError(f"{len(masks)} masks but {len(seeds)} seeds; give one seed per model")
+        empty = np.flatnonzero(~masks.any(axis=1))
+        if len(empty):
+            raise ValueError(f"models {empty[:5].tolist()} have an empty training mask; every model needs data")
+    return masks
+
+
 def full_plan(n: int, models: int) -> MaskPlan:
     if n < 1 or models < 1:
         raise ValueError(f"need n >= 1 points and >= 1 models, got n={n}, models={models}")
@@ -57,10 +79,7 @@ def full_plan(n: int, models: int) -> MaskPlan:
 
 def removal_plan(removed: np.ndarray) -> MaskPlan:
     """Model k trained on S minus the points ``removed[k]`` (bool, models x n)."""
-    removed = np.asarray(removed)
-    if removed.ndim != 2 or removed.dtype != np.bool_ or removed.size == 0:
-        raise ValueError(f"removed must be a non-empty 2-D bool array (models x points), got "
-                         f"{removed.dtype} {removed.shape}")
+    removed = checked_masks(removed, name="removed")
     models, n = removed.shape
     return MaskPlan("removal", ~removed, np.full(models, -1), {"n": n, "models": models})
 

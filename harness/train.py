@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.data import Dataset
+from harness.masks import checked_masks
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,16 +84,6 @@ def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     true = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     others = logits.scatter(-1, labels.unsqueeze(-1), float("-inf"))
     return true - others.amax(-1)
-
-
-def _check_masks(masks: np.ndarray, seeds: np.ndarray, n_train: int) -> None:
-    if masks.ndim != 2 or masks.shape[1] != n_train or masks.dtype != np.bool_:
-        raise ValueError(f"masks must be a bool array of shape (K, {n_train}), got {masks.dtype} {masks.shape}")
-    if len(seeds) != len(masks):
-        raise ValueError(f"{len(masks)} masks but {len(seeds)} seeds")
-    empty = np.flatnonzero(masks.sum(axis=1) == 0)
-    if len(empty):
-        raise ValueError(f"models {empty[:5].tolist()} have an empty training mask")
 
 
 def _features(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,7 +145,7 @@ class MLPSpec:
 
     def train(self, dataset: Dataset, masks: np.ndarray, seeds: np.ndarray,
               device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-        _check_masks(masks, seeds, dataset.n_train)
+        masks = checked_masks(masks, dataset.n_train, seeds)
         device = torch.device(device)
         x_train, x_test = _features(dataset, device)
         y_train, y_test = dataset.y_train.to(device), dataset.y_test.to(device)
@@ -394,7 +385,7 @@ class RidgeSpec:
 
     def train(self, dataset: Dataset, masks: np.ndarray, seeds: np.ndarray,
               device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-        _check_masks(masks, seeds, dataset.n_train)
+        masks = checked_masks(masks, dataset.n_train, seeds)
         device, dtype = torch.device(device), getattr(torch, self.dtype)
         x_train, x_test = (x.to(dtype) for x in _features(dataset, device))
         y_train, y_test = dataset.y_train.to(device), dataset.y_test.to(device)

@@ -51,6 +51,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from harness.data import Dataset
 from harness.images import DeviceAugment, channel_mean_std, normalize
+from harness.masks import checked_masks
 from harness.train import TrainingDiverged, output_schema, triangular_lr
 
 
@@ -256,19 +257,10 @@ def _check_inputs(dataset: Dataset, masks: np.ndarray, seeds) -> tuple[np.ndarra
     if not dataset.is_image:
         raise ValueError(f"{dataset.name}: train_conv_ensemble needs images (n, C, H, W), "
                          f"got inputs of shape {tuple(dataset.x_train.shape)}")
-    masks = np.asarray(masks)
-    if masks.dtype != bool or masks.ndim != 2 or masks.shape[1] != dataset.n_train:
-        raise ValueError(f"masks must be a bool array (K, n_train={dataset.n_train}), "
-                         f"got {masks.dtype} {masks.shape}")
-    empty = np.flatnonzero(~masks.any(axis=1))
-    if len(empty):
-        raise ValueError(f"mask rows {empty.tolist()} select no training point; every model needs data")
     seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
     if any(s < 0 for s in seeds):
         raise ValueError(f"seeds must be non-negative integers, got {seeds}")
-    if len(seeds) != len(masks):
-        raise ValueError(f"{len(masks)} masks but {len(seeds)} seeds; give one seed per model")
-    return masks, seeds
+    return checked_masks(masks, dataset.n_train, seeds), seeds
 
 
 def train_conv_ensemble(model_name: str, dataset: Dataset, masks: np.ndarray, seeds,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.masks import full_plan, loo_plan, subsampled_plan
+from harness.masks import checked_masks, full_plan, loo_plan, removal_plan, subsampled_plan
 
 
 def test_subsampled_plan_puts_every_point_in_exactly_round_rk_models():
@@ -111,3 +111,24 @@ def test_seeds_are_deterministic_and_differ_by_plan_kind():
     assert not np.array_equal(full.seeds(0), full.seeds(1))
     # Same seed and model count, different kind: the ensembles must not share their draws.
     assert len(np.intersect1d(full.seeds(0), subsampled.seeds(0))) == 0
+
+
+@pytest.mark.parametrize("masks, n_points, seeds, message", [
+    (np.ones((2, 3), dtype=int), None, None, r"2-D bool array of shape \(K, n\).*got int64 \(2, 3\)"),
+    (np.ones(3, dtype=bool), None, None, "2-D bool array"),
+    (np.ones((0, 3), dtype=bool), None, None, "non-empty"),
+    (np.ones((2, 0), dtype=bool), None, None, "non-empty"),
+    (np.ones((2, 3), dtype=bool), 4, None, r"shape \(K, 4\)"),
+    (np.ones((2, 3), dtype=bool), 3, [1], "2 masks but 1 seeds; give one seed per model"),
+    (np.array([[True, False], [False, False]]), 2, [1, 2], r"models \[1\] have an empty training mask"),
+])
+def test_checked_masks_names_what_is_wrong(masks, n_points, seeds, message):
+    with pytest.raises(ValueError, match=message):
+        checked_masks(masks, n_points, seeds)
+
+
+def test_checked_masks_takes_lists_and_empty_rows_outside_training():
+    assert checked_masks([[True, False]], 2, [0]).dtype == np.bool_
+    assert checked_masks(np.zeros((2, 3), dtype=bool)).shape == (2, 3)      # a plan may remove everything
+    with pytest.raises(ValueError, match=r"removed must be a non-empty 2-D bool array"):
+        removal_plan(np.zeros((2, 3), dtype=int))

@@ -258,12 +258,14 @@ def test_a_blow_up_in_the_last_update_is_also_caught(small):
 def test_bad_masks_and_seeds_are_rejected(small, spec):
     n = small.n_train
     good = np.ones((2, n), dtype=bool)
-    with pytest.raises(ValueError, match=rf"bool array of shape \(K, {n}\), got int64"):
+    with pytest.raises(ValueError, match=rf"bool array of shape \(K, {n}\) \(models x points\), got int64"):
         spec.train(small, good.astype(np.int64), np.array([1, 2]))
     with pytest.raises(ValueError, match=rf"bool array of shape \(K, {n}\)"):
         spec.train(small, np.ones((2, n + 1), dtype=bool), np.array([1, 2]))
     with pytest.raises(ValueError, match=rf"bool array of shape \(K, {n}\)"):
         spec.train(small, good[0], np.array([1]))
+    with pytest.raises(ValueError, match="non-empty"):
+        spec.train(small, np.ones((0, n), dtype=bool), np.array([], dtype=np.int64))
     with pytest.raises(ValueError, match="2 masks but 3 seeds"):
         spec.train(small, good, np.array([1, 2, 3]))
     empty = good.copy()

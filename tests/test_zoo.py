@@ -159,7 +159,7 @@ def test_each_model_trains_as_if_alone_on_its_mask(random_images, masks):
 def test_ensemble_rejects_bad_masks_seeds_and_data(random_images, masks):
     empty_row = masks.copy()
     empty_row[1] = False
-    with pytest.raises(ValueError, match=r"mask rows \[1\]"):
+    with pytest.raises(ValueError, match=r"models \[1\] have an empty training mask"):
         train(random_images, empty_row, [1, 2, 3])
     with pytest.raises(ValueError, match="bool"):
         train(random_images, masks.astype(int), [1, 2, 3])
