@@ -37,6 +37,7 @@ import math
 import importlib.metadata
 import platform
 from dataclasses import asdict, dataclass, field, fields
+from typing import NamedTuple
 
 SUPPORTED, REFUTED, INCONCLUSIVE = "supported", "refuted", "inconclusive"
 DIRECTIONS = ("above", "below")
@@ -323,6 +324,13 @@ class ClaimResult:
         self.seconds = float(self.seconds)
         self.seed = int(self.seed)
 
+    @classmethod
+    def from_decision(cls, decision: Decision, statistics: list | None = None, **fields) -> ClaimResult:
+        """A result whose decisive statistic, threshold and control are the decision's; its
+        statistics are the decision's parts followed by ``statistics``."""
+        return cls(decisive=decision.decisive, threshold=decision.threshold, control=decision.control,
+                   statistics=[*decision.parts, *(statistics or [])], **fields)
+
     @property
     def verdict(self) -> str:
         return decide(self.decisive, self.threshold)
@@ -416,3 +424,12 @@ class ClaimResult:
             sentences.append(f"Negative control ({self.control.destroyed}): {self.control.statistic}, "
                              f"{self.control_verdict}.")
         return " ".join(sentences)
+
+
+class CaseReport(NamedTuple):
+    """What one case of a claim hands to its report (the ``conclude`` fixture takes it unpacked):
+    the result, its figures (name -> matplotlib figure) and tables (name -> DataFrame)."""
+
+    result: ClaimResult
+    figures: dict = {}
+    tables: dict = {}

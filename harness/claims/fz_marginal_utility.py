@@ -14,13 +14,19 @@ not used as a threshold, since a synthetic set's drop has no reason to match CIF
 
 Negative control: the same paired difference with a second random set of the same count (its
 own draw for each model) in place of the memorized set.
+
+The study (:func:`study`): memorization scores from FZ20's subsampled estimator at the case's
+rate or, for the ridge family without a rate, exact leave-one-out in closed form; then the
+removal arms ``ARMS``, ``removal_models`` models each.
 """
 
 from __future__ import annotations
 
+from harness import plots
+from harness.experiments import load_dataset
 from harness.profiles import FZ20_HIGH_INFLUENCE
-from harness.removal import CONTROL_ARM
-from harness.verdict import Control, Decision, Threshold, undecidable
+from harness.removal import CONTROL_ARM, describe_scores, removal_experiment, selection_scores
+from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, undecidable
 
 CLAIM = "fz-marginal-utility"
 MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
@@ -29,6 +35,7 @@ THRESHOLD = Threshold(0.0, "above", "FZ20: removing memorized points costs more 
 CONTROL = "the memorization scores: a second random set of the same count in place of the memorized one"
 ARMS = ("memorized", "random", CONTROL_ARM)
 NAME = "drop(memorized) minus drop(random)"
+PAPER = {"figure": "2.54 +- 0.20 % drop (CIFAR-100)", "source": "FZ20, as quoted in IMN25 3.3"}
 
 
 def decide(utility) -> Decision:
@@ -44,3 +51,24 @@ def decide(utility) -> Decision:
                                "FZ20 CIFAR-100: 2.54 +- 0.20 %"),
              utility.statistic("accuracy drop, random points removed", utility.drop("random"))]
     return Decision(decisive, THRESHOLD, Control(control, CONTROL), drops)
+
+
+def study(case, profile, store, device, seed: int = 0) -> CaseReport:
+    data = load_dataset(case.data, profile.name)
+    spec = case.spec(profile)
+    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
+    utility = removal_experiment(data, spec, scores, MEMORIZATION_THRESHOLD, profile.removal_models, store, device,
+                                 seed, arms=ARMS)
+    decision = decide(utility)
+    count = utility.arm("memorized").count
+    result = ClaimResult.from_decision(
+        decision, claim=CLAIM, case=case.id, dataset=data.name, paper=PAPER,
+        models_trained=score_models + utility.models,
+        notes=[f"{describe_scores(case.rate, score_models)}; {count} of {data.n_train} points "
+               f"({count / data.n_train:.1%}) with score >= {MEMORIZATION_THRESHOLD}; {profile.removal_models} models "
+               "per arm; accuracies as fractions (0.01 = 1 point)"])
+    drops = decision.parts
+    figure = plots.interval_bars(["memorized removed", "random removed"], [s.estimate for s in drops],
+                                 [s.lower for s in drops], [s.upper for s in drops], "test accuracy drop",
+                                 f"{case.id}: marginal utility")
+    return CaseReport(result, {"drops": figure}, {"arms": utility.to_dataframe().round(4)})
