@@ -1,34 +1,19 @@
 """fz-long-tail (FZ20): high-memorization points are atypical: singletons, mislabeled points
 or members of rare sub-populations.
 
-Per case, Feldman & Zhang's subsampled scores (r = 0.7) of every training point; the decision
-(the enrichment of atypical points among high scores) and its negative control are
-``harness.claims.fz_long_tail``. Beside it, with Newcombe intervals given the scores
-(conditional on the models): the odds ratio of being atypical, high vs not high, with Woolf's
-interval and Haldane's +0.5 correction of every cell,
-
-    log OR = log((a + .5)(d + .5) / ((b + .5)(c + .5))),  se = sqrt(sum over cells of 1 / (cell + .5)),
-
-the same enrichment among the top decile of scores, and the enrichment of each kind of
-atypical point (singleton, small sub-population, mislabeled) on its own.
+Per case, Feldman & Zhang's subsampled scores (r = 0.7) of every training point; the study,
+the decision (the enrichment of atypical points among high scores), its negative control and
+the statistics beside it (odds ratios, the top decile, each kind of atypical point) are
+``harness.claims.fz_long_tail``.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-import pandas as pd
 import pytest
-from scipy import stats as scipy_stats
 
-from harness import plots, stats
-from harness.claims.fz_long_tail import CLAIM, HIGH_SCORE, decide
-from harness.experiments import Case, load_dataset, subsampled_scores, training_points
-from harness.profiles import FZ20_RATE, SIZE_BINS
-from harness.verdict import ClaimResult, Statistic
+from harness.claims.fz_long_tail import CLAIM, study
+from harness.experiments import Case
 
-TOP_SHARE = 0.10    # the top decile of scores, a threshold-free view of "high"
 
 def cases(profile):
     # synthetic-classes: the class shapes the centres, so being a singleton does not make a point
@@ -37,73 +22,6 @@ def cases(profile):
     return [Case(data, "mlp") for data in ["synthetic", "synthetic-noisy", *extra, "digits"]]
 
 
-def kinds_of_point(dataset) -> dict[str, np.ndarray]:
-    """Boolean masks over the training points: each kind of atypical point, and their union."""
-    sizes = dataset.group_size_train
-    low, high = SIZE_BINS["small"]
-    mislabeled = (np.zeros(dataset.n_train, dtype=bool) if dataset.mislabeled_train is None
-                  else np.asarray(dataset.mislabeled_train, dtype=bool))
-    kinds = {"singleton": sizes == 1, "small sub-population": (sizes >= low) & (sizes <= high)}
-    if mislabeled.any():
-        kinds["mislabeled"] = mislabeled
-    kinds["atypical"] = kinds["singleton"] | kinds["small sub-population"] | mislabeled
-    return kinds
-
-
-def enrichment(kind: np.ndarray, high: np.ndarray, name: str) -> Statistic:
-    estimate, lower, upper = stats.newcombe_difference(int((kind & high).sum()), int(high.sum()),
-                                                       int(kind.sum()), kind.size)
-    return Statistic(name, estimate, lower, upper, int(high.sum()), unit="high points",
-                     note=f"{int((kind & high).sum())} of {int(high.sum())} high points vs "
-                          f"{int(kind.sum())} of {kind.size} overall")
-
-
-def odds_ratio(kind: np.ndarray, high: np.ndarray, name: str) -> Statistic:
-    cells = np.array([(kind & high).sum(), (~kind & high).sum(), (kind & ~high).sum(), (~kind & ~high).sum()],
-                     dtype=float) + 0.5
-    log_ratio = math.log(cells[0] * cells[3] / (cells[1] * cells[2]))
-    half = scipy_stats.norm.ppf(0.975) * math.sqrt((1.0 / cells).sum())
-    return Statistic(name, math.exp(log_ratio), math.exp(log_ratio - half), math.exp(log_ratio + half),
-                     kind.size, unit="points", note="Woolf interval, +0.5 in every cell; 1 = no association")
-
-
 @pytest.mark.claim(CLAIM)
 def test_high_memorization_points_are_mostly_atypical(case, profile, store, device, seed, conclude):
-    data = load_dataset(case.data, profile.name)
-    scores, ensemble = subsampled_scores(data, case.spec(profile), FZ20_RATE, profile.subsampled_models, store, device,
-                                         seed)
-    kinds = kinds_of_point(data)
-    atypical = kinds["atypical"]
-    high = scores.score >= HIGH_SCORE
-    top = np.zeros(data.n_train, dtype=bool)
-    top[np.argsort(-scores.score, kind="stable")[:max(1, round(TOP_SHARE * data.n_train))]] = True
-
-    decision = decide(scores, atypical, training_points(data, np.arange(data.n_train)), seed)
-    further = [odds_ratio(atypical, high, f"odds ratio of atypical, score >= {HIGH_SCORE} vs below"),
-               enrichment(atypical, top, "atypical share among the top decile minus overall"),
-               odds_ratio(atypical, top, "odds ratio of atypical, top decile vs the rest")]
-    further += [enrichment(mask, high, f"{kind} share among points with score >= {HIGH_SCORE} minus overall")
-                for kind, mask in kinds.items() if kind != "atypical"]
-    sizes_known = "known" if case.data.startswith("synthetic") else "inferred by clustering within each class"
-    result = ClaimResult(
-        claim=CLAIM, case=case.id, dataset=data.name, decisive=decision.decisive, threshold=decision.threshold,
-        statistics=further, control=decision.control,
-        paper={"figure": "high-memorization examples are atypical, ambiguous or mislabeled (qualitative)",
-               "source": "FZ20 (CIFAR-100 and ImageNet, subsampled estimator r = 0.7, threshold 0.25)"},
-        models_trained=ensemble.n_models,
-        notes=[f"{data.n_train} points scored by the subsampled estimator (r = {FZ20_RATE}, k = {ensemble.n_models}); "
-               f"{int(high.sum())} have score >= {HIGH_SCORE}; sub-population sizes {sizes_known}",
-               f"atypical = sub-population of size <= {SIZE_BINS['small'][1]} (singletons included) or mislabeled: "
-               f"{atypical.mean():.1%} of the training set, so the enrichment can be at most "
-               f"{1 - atypical.mean():.1%}"],
-    )
-    table = pd.DataFrame({kind: [mask.mean(), mask[high].mean() if high.any() else np.nan, mask[top].mean()]
-                          for kind, mask in kinds.items()},
-                         index=["share overall", f"share with score >= {HIGH_SCORE}", "share in the top decile"])
-    shown = [decision.decisive] + [s for s in further if "share" in s.name]
-    conclude(result,
-             figures={"enrichment": plots.interval_bars(
-                 [s.name.replace(" minus overall", "") for s in shown], [s.estimate for s in shown],
-                 [s.lower for s in shown], [s.upper for s in shown], "share among high minus share overall",
-                 f"{case.id}: enrichment of atypical points")},
-             tables={"share of each kind of point": table.round(3)})
+    conclude(*study(case, profile, store, device, seed))

@@ -10,8 +10,8 @@ translations, FFCV's CIFAR-10 augmentation), 67 LOO targets from each sub-popula
 100 models per target and 4,000 subsampled models: about 24,200 VGG-6 trainings, days on one
 GPU. Every ensemble goes through the store, so an interrupted run resumes where it stopped.
 
-Statistic, threshold and verdict are those of ``claims/test_approx_overestimates.py``
-(imported, so both always test the same thing). Runs only with ``--profile paper`` on a CUDA
+Study, statistic, threshold and verdict are ``harness.claims.approx_overestimates``'s, as for
+``claims/test_approx_overestimates.py``, so both always test the same thing. Runs only with ``--profile paper`` on a CUDA
 device with CIFAR-10 on disk (``harness.images.cifar10(download=True)`` once, or torchvision's
 ``cifar-10-batches-py`` folder in ``$MEMSUITE_DATA/cifar10``); otherwise it is skipped, saying why.
 """
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.claims.approx_overestimates import CLAIM, study
 from harness.experiments import Case
 from harness.profiles import FZ20_RATE
-
-# claims/ is on sys.path while pytest collects it (rootdir conftest, no __init__.py).
-from test_approx_overestimates import CLAIM, overestimation_study
-
 
 
 def cases(profile):
@@ -37,6 +34,6 @@ def cases(profile):
 @pytest.mark.claim(CLAIM)
 def test_subsampled_estimator_overestimates_small_subpopulations_at_paper_scale(case, profile, store, device,
                                                                                   conclude):
-    result, figures, tables = overestimation_study(case, profile, store, device)
+    result, figures, tables = study(case, profile, store, device)
     result.notes.append("paper scale: IMN25 4.2's VGG-6 on CIFAR-10 (module docstring of claims/test_paper_scale.py)")
     conclude(result, figures=figures, tables=tables)

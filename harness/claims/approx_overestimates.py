@@ -36,9 +36,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import controls
+from harness import controls, image_plots, plots, stats
+from harness.experiments import approximation_error, load_or_skip, subpopulation_summary
 from harness.profiles import SIZE_BINS
-from harness.verdict import Control, Decision, Statistic, Threshold, intersection_union, margin_left, undecidable
+from harness.verdict import (
+    CaseReport,
+    ClaimResult,
+    Control,
+    Decision,
+    Statistic,
+    Threshold,
+    intersection_union,
+    margin_left,
+    undecidable,
+)
 
 CLAIM = "approx-overestimates"
 MARGIN = 0.05
@@ -46,6 +57,9 @@ THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: small sub-populations are overes
                                     "singletons and large sub-populations (the sign is the claim), which are "
                                     "hardly affected (mean error within +-0.05, IMN25 4.2's 'within 5 % error')")
 CONTROL = "size bins shuffled among the scored points"
+PAPER = {"figure": "only 8.5 % of points within 5 % error; errors up to 57.5 %; false positives 16 % at 0.25 and "
+                   "70 % at 0.45; small sub-populations most affected",
+         "source": "IMN25 4.2 (CIFAR-10, VGG-6, 200 points x 100 LOO models, 4,000 subsampled)"}
 MIN_POINTS_PER_BIN = 3
 NAMES = {"small": "overestimation of small sub-populations",
          "singleton": "overestimation small minus singleton", "large": "overestimation small minus large",
@@ -115,4 +129,65 @@ def decomposition(study, seed: int = 0) -> list[Statistic]:
                                             intervals[f"own {b}"], models_per_arm=study.models_per_arm),
                     Statistic.from_interval(f"training-size effect (exact LOO at r n - at n), {b}",
                                             intervals[f"size {b}"], models_per_arm=study.models_per_arm)]
+    return out
+
+
+def study(case, profile, store, device, seed: int = 0) -> CaseReport:
+    """A case's report; claims/test_paper_scale.py runs it at the papers' scale."""
+    data = load_or_skip(case.data, profile.name)
+    errors = approximation_error(data, case.spec(profile), case.rate, profile, store, device, seed)
+    table = errors.table
+    decision = decide(errors, seed)
+    result = ClaimResult.from_decision(
+        decision, decomposition(errors, seed) + paper_statistics(table),
+        claim=CLAIM, case=case.id, dataset=data.name, paper=PAPER,
+        models_trained=errors.models,
+        notes=[f"{len(table)} points scored by exact LOO ({errors.loo.method}); sub-population sizes "
+               f"{'known' if case.data.startswith('synthetic') else 'inferred by clustering within each class'}: "
+               f"{subpopulation_summary(data)}",
+               "mean error by bin: " + ", ".join(f"{b} {g:.3f} (n={int(c)})" for b, (g, c) in
+                                                   table.groupby("bin")["error"].agg(["mean", "count"]).iterrows())]
+              + [f"{key}: {data.meta[key]}" for key in ("embedding", "subpopulations") if key in data.meta],
+    )
+    title = f"{case.id}: subsampled vs exact LOO"
+    figures = {"error-histogram": plots.error_histogram(table, title),
+               "loo-vs-subsampled": plots.loo_vs_subsampled(table, title)}
+    if data.is_image:
+        figures["highest-memorization images"] = image_plots.highest_memorization_grid(data, errors.loo, per_class=8)
+    tables = {"mean error by sub-population size": table.groupby("bin")[["loo", "subsampled", "error", "spp"]]
+              .mean().round(3)}
+    return CaseReport(result, figures, tables)
+
+
+def largest_overestimation(table) -> Statistic:
+    """The largest error, with the interval of that point's own difference of scores: the box of
+    its two intervals, [sub_lower - loo_upper, sub_upper - loo_lower] (conservative)."""
+    worst = table.loc[table["error"].idxmax()]
+    return Statistic("largest overestimation", float(worst["error"]),
+                     max(-1.0, float(worst["sub_lower"] - worst["loo_upper"])),
+                     min(1.0, float(worst["sub_upper"] - worst["loo_lower"])), len(table), unit="points",
+                     note=f"point {int(worst['point'])}; IMN25 4.2: up to 57.5 %")
+
+
+def paper_statistics(table) -> list[Statistic]:
+    n = len(table)
+    within = int((table["error"].abs() < 0.05).sum())
+    low, high = stats.wilson_interval(within, n)
+    out = [Statistic("share of points within 5 % error", within / n, low, high, n, unit="points",
+                     note="IMN25 4.2: 8.5 % (abstract: under 6 %)"),
+           largest_overestimation(table)]
+    for theta, paper in ((0.25, "16 %"), (0.45, "70 % (abstract: up to 93 %)")):
+        if (table["subsampled"] >= theta).any():
+            rate = stats.rates_at_threshold(table["subsampled"].to_numpy(),
+                                            table["loo"].to_numpy() >= theta, theta)["false_discovery_rate"]
+            out.append(Statistic.from_interval(f"false positives at threshold {theta}", rate,
+                                 note=f"share flagged by the subsampled score but not by LOO; IMN25 4.2: {paper}"))
+    k = min(100, len(table) // 4)
+    if k >= 2:
+        ranked = table.sample(frac=1.0, random_state=0).sort_values("error", kind="stable")  # ties at random
+        for label, rows, paper in (("highest", ranked.tail(k), "0.77 +- 0.26"),
+                                   ("lowest", ranked.head(k), "0.32 +- 0.26")):
+            out.append(Statistic.from_interval(f"SPP of the {k} {label}-error points",
+                                               stats.bootstrap_mean(rows["spp"].to_numpy()),
+                                               note=f"IMN25 4.2: {paper} for 100 points"))
     return out

@@ -22,14 +22,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import controls
+from harness import controls, image_plots, plots, stats
+from harness.duplicates import find_near_duplicates
+from harness.experiments import approximation_error, load_or_skip, subpopulation_summary
 from harness.profiles import FZ20_HIGH_INFLUENCE
-from harness.verdict import Control, Decision, Statistic, Threshold, intersection_union, undecidable
+from harness.verdict import (
+    CaseReport,
+    ClaimResult,
+    Control,
+    Decision,
+    Statistic,
+    Threshold,
+    intersection_union,
+    undecidable,
+)
 
 CLAIM = "error-is-subpopulation"
 INFLUENCE_CUT = FZ20_HIGH_INFLUENCE
 MOST_PER_END = 100   # IMN25's 100 highest- and 100 lowest-error points
 CONTROL = "size bins shuffled among the scored points"
+PAPER = {"figure": "SPP 0.77 +- 0.26 for the 100 highest-error points vs 0.32 +- 0.26 for the 100 lowest-error points",
+         "source": "IMN25 4.2"}
 THRESHOLD = Threshold(0.0, "above", "IMN25 4.2: highest-error points are small sub-populations and "
                                     "lowest-error points outliers (the sign is the claim)")
 
@@ -77,3 +90,51 @@ def decide(study, seed: int = 0) -> Decision:
     control = intersection_union([Statistic.from_interval(f"{name}, size bins shuffled", shuffled[part])
                                   for part, name in names.items()], THRESHOLD)
     return Decision(intersection_union(parts, THRESHOLD), THRESHOLD, Control(control, CONTROL), parts)
+
+
+def study(case, profile, store, device, seed: int = 0) -> CaseReport:
+    """The approx-overestimates study (shared through the store), its influential points ranked
+    by |error| (ties at random), the SPP at both ends and, on images, the near-duplicate pairs."""
+    data = load_or_skip(case.data, profile.name)
+    errors = approximation_error(data, case.spec(profile), case.rate, profile, store, device, seed)
+    influential = errors.table[errors.table["subsampled"] >= INFLUENCE_CUT].copy()
+    influential["abs_error"] = influential["error"].abs()
+    ranked = influential.sample(frac=1.0, random_state=seed).sort_values("abs_error", kind="stable")
+    decision = decide(errors, seed)
+    k = points_per_end(len(ranked))
+    if k < 2:
+        return CaseReport(ClaimResult.from_decision(
+            decision, claim=CLAIM, case=case.id, dataset=data.name, paper=PAPER, models_trained=errors.models,
+            notes=[f"{len(errors.table)} points scored; more LOO targets would decide it"]))
+    top, bottom = ranked.tail(k), ranked.head(k)
+    spp = []
+    for label, rows, paper in (("highest", top, "0.77 +- 0.26"), ("lowest", bottom, "0.32 +- 0.26")):
+        spp.append(Statistic.from_interval(f"held-out SPP of the {k} {label}-error points",
+                                           stats.bootstrap_mean(rows["spp_out"].to_numpy()),
+                                           note=f"IMN25 4.2: {paper} (100 points)"))
+    spp.append(Statistic.from_interval("held-out SPP, highest minus lowest error",
+                                       stats.bootstrap_difference(top["spp_out"].to_numpy(),
+                                                                  bottom["spp_out"].to_numpy()),
+                                       note="IMN25 4.2: 0.77 - 0.32 = 0.45"))
+    result = ClaimResult.from_decision(
+        decision, spp, claim=CLAIM, case=case.id, dataset=data.name, paper=PAPER,
+        models_trained=errors.models,
+        notes=[f"{len(influential)} of {len(errors.table)} scored points have subsampled score >= "
+               f"{INFLUENCE_CUT}; k = {k} at each end of the |error| ranking",
+               f"sub-populations: {subpopulation_summary(data)}"],
+    )
+    composition = (ranked.assign(end=np.where(ranked.index.isin(top.index), "highest error",
+                                              np.where(ranked.index.isin(bottom.index), "lowest error", "middle")))
+                   .groupby(["end", "bin"]).size().unstack(fill_value=0))
+    figures = {"error-histogram": plots.error_histogram(influential, f"{case.id}: influential points"),
+               "spp-by-end": plots.interval_bars(
+                   [f"{k} highest error", f"{k} lowest error"], [s.estimate for s in spp[:2]],
+                   [s.lower for s in spp[:2]], [s.upper for s in spp[:2]], "held-out SPP",
+                   f"{case.id}: SPP at both ends of the error ranking", reference=None)}
+    tables = {"sub-population bins at each end": composition}
+    if data.is_image:
+        duplicates = find_near_duplicates(data)
+        result.notes.append(f"near-duplicates (normalised pixels): {duplicates.summary()}")
+        figures["near-duplicate pairs"] = image_plots.pair_grid(data, duplicates.pairs)
+        tables["near-duplicate test-train pairs"] = duplicates.pairs.round(3)
+    return CaseReport(result, figures, tables)
