@@ -220,6 +220,7 @@ def infer_subpopulations(dataset: Dataset, distance_threshold: float | None = No
     ``features`` (train, test) replaces the raw inputs, e.g. with learned embeddings.
     """
     from sklearn.cluster import AgglomerativeClustering
+    # sklearn's float32 distances, not harness.neighbours (float64): the inferred groups key every stored run.
     from sklearn.metrics import pairwise_distances
 
     f_train, f_test = features if features is not None else (

@@ -33,8 +33,7 @@ import pandas as pd
 import torch
 
 from harness.data import Dataset
-
-CHUNK = 2048  # query rows per distance block: a 2,048 x 60,000 block of float64 is ~1 GB
+from harness.neighbours import nearest
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,25 +78,6 @@ def unit_rows(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
 
 
-def nearest(queries: np.ndarray, points: np.ndarray, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Distance to, and index of, each unit-length query's nearest unit-length point.
-
-    With ``exclude_self`` the queries are the points themselves and a point is not its own neighbour.
-    """
-    distances = np.empty(len(queries))
-    indices = np.empty(len(queries), dtype=np.int64)
-    for start in range(0, len(queries), CHUNK):
-        block = queries[start:start + CHUNK]
-        # For unit vectors ||a - b||^2 = 2 - 2 a.b.
-        squared = 2.0 - 2.0 * (block @ points.T)
-        if exclude_self:
-            squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-        best = squared.argmin(axis=1)
-        indices[start:start + len(block)] = best
-        distances[start:start + len(block)] = np.sqrt(np.maximum(squared[np.arange(len(block)), best], 0.0))
-    return distances, indices
-
-
 def find_near_duplicates(dataset: Dataset, quantile: float = 0.01,
                          features: tuple[np.ndarray, np.ndarray] | None = None) -> NearDuplicates:
     """Test points whose nearest training point is closer than the ``quantile`` of training
@@ -112,9 +92,9 @@ def find_near_duplicates(dataset: Dataset, quantile: float = 0.01,
         raise ValueError(f"features must have one row per point: got {len(train_inputs)} and "
                          f"{len(test_inputs)} rows for {dataset.n_train} and {dataset.n_test} points")
     train, test = unit_rows(train_inputs), unit_rows(test_inputs)
-    train_nn, _ = nearest(train, train, exclude_self=True)
+    train_nn, _ = nearest(train, train, exclude_self=True, unit_length=True)
     threshold = float(np.quantile(train_nn, quantile))
-    distance, partner = nearest(test, train)
+    distance, partner = nearest(test, train, unit_length=True)
     flagged = np.flatnonzero(distance <= threshold)
     flagged = flagged[np.argsort(distance[flagged], kind="stable")]
     y_train, y_test = dataset.y_train.numpy(), dataset.y_test.numpy()

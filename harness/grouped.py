@@ -68,6 +68,7 @@ import pandas as pd
 from harness.data import UNKNOWN_GROUP, Dataset
 from harness.estimators import MemorizationScores, ModelRows, from_rows
 from harness.masks import MaskPlan
+from harness.neighbours import distances, nearest_other_distances
 
 DISTANCE_SCALE = 2.0     # d = this x the median nearest-neighbour distance (infer_subpopulations' cut)
 SEVERAL_LEFT_OUT = -2    # MaskPlan.left_out of a row that leaves out a whole group
@@ -116,13 +117,7 @@ class GroupedPlan:
 
 def median_neighbour_distance(features: np.ndarray) -> float:
     """Median over points of the Euclidean distance to the nearest other point."""
-    from sklearn.neighbors import NearestNeighbors
-
-    features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 2 or len(features) < 2:
-        raise ValueError(f"features must be a 2-D array of at least 2 points, got shape {features.shape}")
-    distances, _ = NearestNeighbors(n_neighbors=2).fit(features).kneighbors(features)
-    return float(np.median(distances[:, 1]))
+    return float(np.median(nearest_other_distances(features)))
 
 
 def conflict_matrix(targets, subpopulation: np.ndarray | None, features: np.ndarray | None,
@@ -141,9 +136,7 @@ def conflict_matrix(targets, subpopulation: np.ndarray | None, features: np.ndar
         conflicts |= (ids[:, None] == ids[None, :]) & (ids[:, None] != UNKNOWN_GROUP)
     if features is not None and min_distance > 0:
         points = np.asarray(features, dtype=np.float64)[targets]
-        squared = (points**2).sum(1)
-        gaps = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * points @ points.T, 0.0))
-        conflicts |= gaps < min_distance
+        conflicts |= distances(points, points) < min_distance
     return conflicts
 
 

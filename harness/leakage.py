@@ -35,6 +35,7 @@ import torch
 
 from harness.data import Dataset
 from harness.duplicates import find_near_duplicates
+from harness.neighbours import nearest_other_distances
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,28 +60,11 @@ def _flat(x: torch.Tensor) -> np.ndarray:
     return flat / 255.0 if x.dtype == torch.uint8 else flat
 
 
-def _nearest(queries: np.ndarray, points: np.ndarray, exclude_self: bool = False,
-             chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Distance to, and index of, each query's nearest point (in chunks to bound memory)."""
-    distances, indices = np.empty(len(queries)), np.empty(len(queries), dtype=np.int64)
-    squared_norms = (points**2).sum(1)
-    for start in range(0, len(queries), chunk):
-        block = queries[start:start + chunk]
-        squared = (block**2).sum(1)[:, None] + squared_norms[None, :] - 2 * block @ points.T
-        if exclude_self:
-            squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-        nearest = squared.argmin(1)
-        indices[start:start + len(block)] = nearest
-        distances[start:start + len(block)] = np.sqrt(np.maximum(squared[np.arange(len(block)), nearest], 0))
-    return distances, indices
-
-
 def training_nn_distances(dataset: Dataset) -> np.ndarray:
     """nn(i): each training point's distance to its nearest other training point."""
     if dataset.n_train < 2:
         raise ValueError(f"{dataset.name}: need at least 2 training points for nearest-neighbour distances")
-    flat = _flat(dataset.x_train)
-    return _nearest(flat, flat, exclude_self=True)[0]
+    return nearest_other_distances(_flat(dataset.x_train))
 
 
 def plant_near_duplicates(dataset: Dataset, sources, relative_noise: float = 0.1,

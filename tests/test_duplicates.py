@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.data import Dataset
-from harness.duplicates import find_near_duplicates, nearest, unit_rows
+from harness.duplicates import find_near_duplicates, unit_rows
 
 
 def random_images(n_train: int, n_test: int, seed: int = 0) -> Dataset:
@@ -26,15 +26,6 @@ def test_unit_rows_ignore_brightness_and_contrast():
     np.testing.assert_allclose(z[0], z[1], atol=1e-12)        # 2 x + 10 is the same point
     np.testing.assert_allclose(np.linalg.norm(z[0]), 1.0)
     assert (z[2] == 0).all()                                   # a constant point has no direction
-
-
-def test_nearest_can_exclude_each_point_itself():
-    points = unit_rows(np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.1], [1.0, 0.0, 0.0]]))
-    distance, index = nearest(points, points, exclude_self=True)
-    assert index.tolist()[:2] == [1, 0]
-    np.testing.assert_allclose(distance[:2], np.linalg.norm(points[0] - points[1]))
-    distance, index = nearest(points, points)
-    assert index.tolist() == [0, 1, 2] and np.allclose(distance, 0, atol=1e-6)
 
 
 def test_copies_of_training_images_are_found_with_their_partners():
