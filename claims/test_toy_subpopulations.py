@@ -13,51 +13,38 @@ shows these checks catch it.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from harness import toy
-from harness.data import SubpopulationSpec, synthetic
+from harness.data import synthetic
 from harness.profiles import FZ20_RATE
-
-FAMILY_ALPHA = 0.01
-
-separated_structures = st.builds(
-    SubpopulationSpec,
-    num_classes=st.integers(2, 4), dim=st.just(16), subpops_per_class=st.integers(3, 6),
-    largest=st.integers(20, 40), tail_exponent=st.floats(1.0, 2.5),
-    singletons_per_class=st.integers(1, 4), separation=st.floats(1.2, 2.0),
-    spread=st.floats(0.2, 0.4), test_ratio=st.just(0.2), seed=st.integers(0, 10**6))
-
-
-def _alpha() -> float:
-    return FAMILY_ALPHA / settings.default.max_examples
-
+from harness.toy import separated_structures
 
 @given(separated_structures)
 def test_subsampled_scores_match_paired_loo_at_their_own_training_size(store, spec):
-    toy.check_subsampled_matches_paired_loo(toy.score_structure(spec, FZ20_RATE, store), _alpha())
+    toy.check_subsampled_matches_paired_loo(toy.score_structure(spec, FZ20_RATE, store), toy.alpha_per_example())
 
 
 @given(separated_structures)
 def test_small_subpopulations_are_not_underestimated_and_error_does_not_rise_with_rate(store, spec):
     low = toy.score_structure(spec, 0.5, store)
     assume((low.bins == "small").sum() >= toy.MIN_POINTS)
-    toy.check_small_not_underestimated(low, _alpha())
-    toy.check_error_does_not_rise_with_rate(low, toy.score_structure(spec, 0.9, store), _alpha())
+    toy.check_small_not_underestimated(low, toy.alpha_per_example())
+    toy.check_error_does_not_rise_with_rate(low, toy.score_structure(spec, 0.9, store), toy.alpha_per_example())
 
 
 @given(separated_structures)
 def test_leaving_out_a_point_of_a_large_subpopulation_changes_nothing(store, spec):
     scored = toy.score_structure(spec, FZ20_RATE, store)
     assume((scored.bins == "large").sum() >= toy.MIN_POINTS)
-    toy.check_large_score_nothing(scored, _alpha())
+    toy.check_large_score_nothing(scored, toy.alpha_per_example())
 
 
 @given(separated_structures, st.integers(toy.MIN_POINTS, 20))
 def test_a_point_with_an_exact_copy_in_the_training_set_is_not_memorized(store, spec, copies):
     data, copied = toy.with_duplicates(synthetic(spec), copies, seed=spec.seed)
-    toy.check_duplicates_score_nothing(toy.loo_at_full_size(data, store), copied, _alpha())
+    toy.check_duplicates_score_nothing(toy.loo_at_full_size(data, store), copied, toy.alpha_per_example())
 
 
 @given(separated_structures)

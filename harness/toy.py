@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from harness import estimators, stats
 from harness.data import Dataset, SubpopulationSpec, synthetic
@@ -39,6 +41,22 @@ from harness.masks import full_plan, subsampled_plan
 from harness.profiles import size_bin
 from harness.store import Store
 from harness.train import RidgeSpec
+
+FAMILY_ALPHA = 0.01  # each property's family-wise level over a profile's examples
+
+# Long-tailed data sets whose sub-populations are separated enough for every property to apply.
+separated_structures = st.builds(
+    SubpopulationSpec,
+    num_classes=st.integers(2, 4), dim=st.just(16), subpops_per_class=st.integers(3, 6),
+    largest=st.integers(20, 40), tail_exponent=st.floats(1.0, 2.5),
+    singletons_per_class=st.integers(1, 4), separation=st.floats(1.2, 2.0),
+    spread=st.floats(0.2, 0.4), test_ratio=st.just(0.2), seed=st.integers(0, 10**6))
+
+
+def alpha_per_example() -> float:
+    """``FAMILY_ALPHA`` split over the active hypothesis profile's examples (Bonferroni)."""
+    return FAMILY_ALPHA / settings.default.max_examples
+
 
 TOY_RIDGE = RidgeSpec(features=256, models_per_pass=100)
 LOO_DRAWS = 40
