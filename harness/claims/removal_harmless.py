@@ -30,15 +30,22 @@ reading the singleton part.
 Negative control : as many points removed as whole sub-populations with
 test points (neither singletons nor mislabeled points), a purge that costs accuracy; a test
 that calls that removal harmless could not detect harm.
+
+The study (:func:`study`): exact LOO scores of the singletons and mislabeled points (the ridge
+family in closed form, the MLP with a LOO plan over them); then the arms of
+:func:`removal_arms`, ``removal_models`` models each. Also reported: the drop on the test points
+of purged sub-populations.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from harness import controls
+from harness import controls, plots
+from harness.experiments import load_dataset
 from harness.profiles import FZ20_HIGH_INFLUENCE
-from harness.verdict import Control, Decision, Threshold, intersection_union, undecidable
+from harness.removal import describe_scores, marginal_utility, select_above, selection_scores
+from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, intersection_union, undecidable
 
 CLAIM = "removal-harmless"
 MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
@@ -51,6 +58,8 @@ WHOLE, PARTS = "truly memorized", ("memorized mislabeled", "memorized singletons
 CONTROL_ARM = "purge of as many points"
 CONTROL = ("the harmlessness of what is removed: as many points taken as whole sub-populations with test points "
            "(neither singletons nor mislabeled), a purge that shifts the test distribution")
+PAPER = {"figure": "removing truly memorized points does not cause a drop in accuracy, and in most cases improves "
+                   "test performance", "source": "IMN26 abstract"}
 
 
 def removal_arms(data, memorized: np.ndarray, seed: int = 0) -> dict:
@@ -79,3 +88,45 @@ def decide(utility) -> Decision:
     control = utility.statistic("accuracy drop, as many points of whole sub-populations removed",
                                 utility.drop(CONTROL_ARM))
     return Decision(intersection_union(parts, THRESHOLD), THRESHOLD, Control(control, CONTROL), parts)
+
+
+def study(case, profile, store, device, seed: int = 0) -> CaseReport:
+    data = load_dataset(case.data, profile.name)
+    spec = case.spec(profile)
+    singleton = data.group_size_train == 1
+    mislabeled = (data.mislabeled_train if data.mislabeled_train is not None
+                  else np.zeros(data.n_train, dtype=bool))
+    candidates = np.flatnonzero(singleton | mislabeled)
+    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate,
+                                            targets=candidates)
+    memorized = select_above(scores, MEMORIZATION_THRESHOLD)
+    removals = removal_arms(data, memorized, seed)
+    models = profile.removal_models
+    utility = marginal_utility(data, spec, removals, models, store, device, seed) if removals else None
+    decision = decide(utility)
+    further = []
+    if utility is not None:
+        change = utility.bootstrap(lambda r: {"change": -utility.resampled_drop(r, WHOLE)})["change"]
+        further = [utility.statistic("accuracy drop, truly memorized points removed", utility.drop(WHOLE),
+                                     "IMN26: no drop"),
+                   utility.statistic("accuracy change after removal (after minus before)", change,
+                                     "IMN26: often rises (> 0)")]
+        purged = utility.purged_test_points(WHOLE)
+        if purged.any():
+            further.append(utility.statistic("accuracy drop on test points of purged sub-populations",
+                                             utility.drop(WHOLE, purged),
+                                             "sub-populations whose every training point was removed"))
+    counts = {part: int(chosen.sum()) for part, chosen in removals.items() if part != CONTROL_ARM}
+    result = ClaimResult.from_decision(
+        decision, statistics=further, claim=CLAIM, case=case.id, dataset=data.name, paper=PAPER,
+        models_trained=score_models + (utility.models if utility is not None else 0),
+        notes=[f"{describe_scores(case.rate, score_models)}; {int(singleton.sum())} singletons and "
+               f"{int(mislabeled.sum())} mislabeled points; removed (score >= {MEMORIZATION_THRESHOLD}): {counts}; "
+               f"{models} models per arm; accuracies as fractions (0.01 = 1 point)"])
+    if utility is None:
+        return CaseReport(result)
+    drops = [s for s in result.statistics if s.name.startswith("accuracy drop")] + [decision.control.statistic]
+    figure = plots.interval_bars([s.name.replace("accuracy drop, ", "") for s in drops], [s.estimate for s in drops],
+                                 [s.lower for s in drops], [s.upper for s in drops], "test accuracy drop",
+                                 f"{case.id}: removing truly memorized points")
+    return CaseReport(result, {"drops": figure}, {"arms": utility.to_dataframe().round(4)})

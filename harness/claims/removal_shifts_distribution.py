@@ -26,15 +26,22 @@ every bootstrap replicate, so the interval holds the shuffle's own variation (wi
 for the whole interval the smoke seed check found the control supported under 1 seed of 8, at
 0.32 [0.15, 0.46]: with a handful of sub-populations, which ones pose as purged moves the
 contrast more than resampling them does).
+
+The study (:func:`study`): FZ20's subsampled scores at the case's rate, then the arms of
+``removal_experiment``, ``removal_models`` models each: R, as many of the lowest-scoring points of
+large sub-populations (IMN25 4.3: this also lowers accuracy) and as many random points. Also
+reported: the share of sub-populations purged (Wilson interval).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from harness import controls
-from harness.profiles import FZ20_HIGH_INFLUENCE
-from harness.verdict import Control, Decision, Threshold, undecidable
+from harness import controls, plots, stats
+from harness.experiments import load_dataset
+from harness.profiles import FZ20_HIGH_INFLUENCE, size_bin
+from harness.removal import describe_scores, removal_experiment, selection_scores
+from harness.verdict import CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, undecidable
 
 CLAIM = "removal-shifts-distribution"
 MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
@@ -42,6 +49,8 @@ THRESHOLD = Threshold(0.0, "above", "IMN25 4.3: the drop comes from the test poi
                                     "sub-populations (the sign is the claim)")
 CONTROL = "which sub-populations are purged: shuffled among the purged and their like-sized stand-ins within size bins"
 NAME = "drop on purged minus like-sized kept sub-populations' test points"
+PAPER = {"figure": "qualitative: the drop is due to purged sub-populations; removing low-score points of large "
+                   "sub-populations would also lower accuracy", "source": "IMN25 4.3"}
 
 
 def decide(utility, seed: int = 0) -> Decision:
@@ -81,3 +90,57 @@ def decide(utility, seed: int = 0) -> Decision:
                                utility.drop("memorized", standing_in)),
              utility.statistic("accuracy drop on kept sub-populations' test points", utility.drop("memorized", ~purged))]
     return Decision(decisive, THRESHOLD, Control(control, CONTROL), parts)
+
+
+def subpopulation_summary(utility):
+    """Drop by sub-population size bin and purge status, weighted by test points."""
+    table = utility.by_subpopulation("memorized")
+    table["bin"] = size_bin(table["train_size"].to_numpy())
+    table["lost"] = table["drop"] * table["test_points"]
+    summary = table.groupby(["bin", "purged"]).agg(subpopulations=("group", "count"),
+                                                   test_points=("test_points", "sum"),
+                                                   lost=("lost", "sum"))
+    summary["mean_drop"] = summary["lost"] / summary["test_points"]
+    return summary.drop(columns="lost").round(4)
+
+
+def study(case, profile, store, device, seed: int = 0) -> CaseReport:
+    data = load_dataset(case.data, profile.name)
+    spec = case.spec(profile)
+    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
+    models = profile.removal_models
+    utility = removal_experiment(data, spec, scores, MEMORIZATION_THRESHOLD, models, store, device, seed)
+    removed = utility.arm("memorized").fixed_set
+    purged = utility.purged_test_points("memorized")
+    groups = np.unique(data.group_train[data.group_train >= 0])
+    n_purged = len(utility.purged_groups("memorized"))
+    low, high = stats.wilson_interval(n_purged, len(groups))
+    further = [Statistic("share of sub-populations purged", n_purged / len(groups), low, high, len(groups),
+                         "sub-populations", "IMN25 4.3: removal purges entire sub-populations")]
+    decision = decide(utility, seed)
+    if removed.any():
+        further += [utility.statistic("accuracy drop, memorized points removed", utility.drop("memorized"),
+                                      "FZ20's marginal utility"),
+                    utility.statistic("accuracy drop, low-score points of large sub-populations removed",
+                                      utility.drop("low-score large"), "IMN25 4.3: this also lowers accuracy (> 0)"),
+                    utility.statistic("accuracy drop, random points removed", utility.drop("random"))]
+    notes = [f"{describe_scores(case.rate, score_models)}; "
+             f"{int(removed.sum())} points with score >= {MEMORIZATION_THRESHOLD} removed; {models} models per arm; "
+             f"accuracies as fractions (0.01 = 1 point)",
+             f"{int(purged.sum())} of {data.n_test} test points are in purged sub-populations"]
+    if purged.any() and removed.any():
+        total = utility.drop("memorized").estimate
+        carried = purged.mean() * utility.drop("memorized", purged).estimate
+        notes.append(f"the purged sub-populations' test points carry {carried:.4f} of the total drop "
+                     f"{total:.4f}" + (f" ({carried / total:.0%})" if total > 0 else ""))
+    if not case.data.startswith("synthetic"):
+        notes.append("sub-populations inferred by clustering within each class")
+    result = ClaimResult.from_decision(decision, statistics=further, claim=CLAIM, case=case.id, dataset=data.name,
+                                       paper=PAPER, models_trained=score_models + utility.models, notes=notes)
+    drops = [s for s in result.statistics if s.unit == "models"]
+    figure = plots.interval_bars([s.name.replace("accuracy drop", "drop") for s in drops], [s.estimate for s in drops],
+                                 [s.lower for s in drops], [s.upper for s in drops], "test accuracy drop",
+                                 f"{case.id}: where the drop comes from")
+    return CaseReport(result, {"drops": figure},
+                      {"arms": utility.to_dataframe().round(4),
+                       "drop by sub-population size and purge": subpopulation_summary(utility)})
