@@ -30,6 +30,14 @@ the material change are smaller; the reading taken is the one harder on the clai
 
 Negative control: the same |D| with a second random set of each count in
 place of the thresholds' selections, so the scores no longer choose what is removed.
+
+The study (:func:`study`): memorization scores of every training point from FZ20's subsampled
+estimator at the case's rate or, for the ridge family without a rate, exact leave-one-out in
+closed form; then the arms of :func:`removal_arms` for the profile's ``removal_thresholds``,
+``removal_models`` models each. Also reported: the plain drop at every threshold, its range
+(biased upward as a maximum of noisy estimates is, and driven by the counts), the shares of
+singletons and of sub-population members among the selected points, and which thresholds' drops
+are significantly above or below zero.
 """
 
 from __future__ import annotations
@@ -37,10 +45,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness import stats
-from harness.profiles import SIZE_BINS
-from harness.removal import random_selections
-from harness.verdict import Control, Decision, Statistic, Threshold, absolute_value, undecidable
+from harness import plots, stats
+from harness.experiments import load_dataset
+from harness.profiles import SIZE_BINS, size_bin
+from harness.removal import describe_scores, marginal_utility, random_selections, select_above, selection_scores
+from harness.verdict import (
+    CaseReport,
+    ClaimResult,
+    Control,
+    Decision,
+    Statistic,
+    Threshold,
+    absolute_value,
+    undecidable,
+)
 
 CLAIM = "threshold-dependence"
 MATERIAL_CHANGE = 1.96 * np.sqrt(2) * 0.0020
@@ -50,6 +68,8 @@ THRESHOLD = Threshold(MATERIAL_CHANGE, "above",
 CONTROL = "the memorization scores: a second random set of each threshold's count in place of its selection"
 NAME = "excess utility over random removal at the lowest minus at the highest threshold"
 RANDOM, SECOND_RANDOM = "random like theta={}", "second random like theta={}"
+PAPER = {"figure": "qualitative: removing high-score points does not change test accuracy, removing low-score "
+                   "points does; high thresholds pick singletons, low ones sub-populations", "source": "IMN25 4.1"}
 
 
 def removal_arms(selections: dict, models: int, seed: int = 0) -> dict:
@@ -105,3 +125,54 @@ def share_statistic(name: str, members: int, total: int, note: str) -> Statistic
     """A share of the selected points with its Wilson interval."""
     lower, upper = stats.wilson_interval(members, total)
     return Statistic(name, members / total, lower, upper, total, "points", note)
+
+
+def study(case, profile, store, device, seed: int = 0) -> CaseReport:
+    data = load_dataset(case.data, profile.name)
+    spec = case.spec(profile)
+    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
+    selections = {theta: select_above(scores, theta) for theta in profile.removal_thresholds}
+    selections = {theta: chosen for theta, chosen in selections.items() if chosen.any()}
+    models = profile.removal_models
+    table, utility, further = None, None, []
+    if len(selections) >= 2:
+        low, high = min(selections), max(selections)
+        utility = marginal_utility(data, spec, removal_arms(selections, models, seed), models, store, device, seed)
+        bins = size_bin(data.group_size_train)
+        table = sweep_table(utility, selections, bins)
+        arms = [f"theta={t}" for t in selections]
+        further = [
+            utility.statistic("range of marginal utility across thresholds", utility.drop_range(arms),
+                              note=f"max minus min of the plain drops over {len(arms)} thresholds selecting points; "
+                                   "biased upward and driven by the counts removed"),
+            utility.statistic(f"utility at theta={low} minus at theta={high}",
+                              utility.drop_difference(f"theta={low}", f"theta={high}"),
+                              note="plain drops, not corrected for the counts removed"),
+            share_statistic(f"share of singletons among points selected at theta={high}",
+                            int((bins[selections[high]] == "singleton").sum()), int(selections[high].sum()),
+                            "IMN25 4.1: high thresholds capture singleton outliers"),
+            share_statistic(f"share of sub-population members (size >= 2) selected at theta={low}",
+                            int(np.isin(bins[selections[low]], ["small", "large"]).sum()),
+                            int(selections[low].sum()),
+                            "IMN25 4.1: low thresholds capture entire or partial sub-populations"),
+        ] + [utility.statistic(f"marginal utility at theta={t}", utility.drop(f"theta={t}")) for t in selections]
+    decision = decide(utility, selections)
+    negative = [] if table is None else table.loc[table["utility_upper"] < 0, "theta"].tolist()
+    positive = [] if table is None else table.loc[table["utility_lower"] > 0, "theta"].tolist()
+    result = ClaimResult.from_decision(
+        decision, statistics=further, claim=CLAIM, case=case.id, dataset=data.name, paper=PAPER,
+        models_trained=score_models + (utility.models if utility is not None else 0),
+        notes=[f"{describe_scores(case.rate, score_models)}; "
+               f"{models} models per arm; accuracies as fractions (0.01 = 1 point)",
+               f"thresholds selecting no point (left out): "
+               f"{[t for t in profile.removal_thresholds if t not in selections] or 'none'}",
+               f"utility significantly > 0 at theta {positive or 'none'}; significantly < 0 at theta "
+               f"{negative or 'none'} (a sign change needs both)"])
+    if table is None:
+        return CaseReport(result)
+    title = f"{case.id}: marginal utility by threshold"
+    figures = {"utility-vs-threshold": plots.curve_with_band(
+                   table["theta"], table["utility"], table["utility_lower"], table["utility_upper"],
+                   "memorization threshold theta", "accuracy drop: acc(S) - acc(S \\ selected)", title),
+               "selected-by-size": plots.selected_by_size(table, f"{case.id}: who is selected")}
+    return CaseReport(result, figures, {"sweep": table.round(4)})
