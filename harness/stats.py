@@ -14,6 +14,15 @@ Newcombe's hybrid score interval for ``d = p1 - p2`` (Newcombe 1998, method 10),
     lower = d - sqrt((p1 - l1)^2 + (u2 - p2)^2)
     upper = d + sqrt((u1 - p1)^2 + (p2 - l2)^2)
 
+When both proportions are measured on the same n items (paired, ``newcombe_paired_difference``;
+Newcombe 1998b, method 10), the two terms of each root are correlated through phi, the
+correlation of the two outcomes over the items (2 x 2 counts A both, B first only, C second
+only, D neither; phi = 0 where a margin is empty)::
+
+    phi   = (A D - B C) / sqrt((A + B)(C + D)(A + C)(B + D))
+    lower = d - sqrt((p1 - l1)^2 - 2 phi (p1 - l1)(u2 - p2) + (u2 - p2)^2)
+    upper = d + sqrt((u1 - p1)^2 - 2 phi (u1 - p1)(p2 - l2) + (p2 - l2)^2)
+
 Percentile bootstrap: draw ``n_boot`` resamples with replacement, compute the statistic on
 each, report the ``alpha/2`` and ``1 - alpha/2`` quantiles; the estimate is the statistic on
 the original sample. ``paired=True`` resamples the index of (a_i, b_i) pairs jointly.
@@ -262,6 +271,26 @@ def newcombe_difference(s1, n1, s2, n2, alpha: float = 0.05):
     lower = np.where(empty, -1.0, lower)
     upper = np.where(empty, 1.0, upper)
     return _scalar_or_array(estimate), _scalar_or_array(lower), _scalar_or_array(upper)
+
+
+def newcombe_paired_difference(first, second, alpha: float = 0.05) -> Interval:
+    """``mean(first) - mean(second)`` for two boolean outcomes of the same items, with Newcombe's
+    paired hybrid score interval (module docstring); the estimate always lies inside it."""
+    _check_alpha(alpha)
+    first, second = np.asarray(first, dtype=bool), np.asarray(second, dtype=bool)
+    if first.shape != second.shape or first.ndim != 1 or first.size == 0:
+        raise ValueError(f"first and second must be non-empty 1-D arrays of one length, got {first.shape} "
+                         f"and {second.shape}")
+    n = first.size
+    both, first_only = int((first & second).sum()), int((first & ~second).sum())
+    second_only, neither = int((~first & second).sum()), n - int((first | second).sum())
+    margins = (both + first_only) * (second_only + neither) * (both + second_only) * (first_only + neither)
+    phi = (both * neither - first_only * second_only) / math.sqrt(margins) if margins else 0.0
+    p1, p2 = first.mean(), second.mean()
+    (l1, u1), (l2, u2) = wilson_interval(int(first.sum()), n, alpha), wilson_interval(int(second.sum()), n, alpha)
+    lower = p1 - p2 - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    upper = p1 - p2 + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return Interval(float(p1 - p2), max(-1.0, lower), min(1.0, upper), n, "newcombe paired hybrid score")
 
 
 def _wilson(successes: int, trials: int, alpha: float) -> Interval:

@@ -24,6 +24,7 @@ from harness.stats import (
     fpr_at_tpr,
     holm,
     newcombe_difference,
+    newcombe_paired_difference,
     normal_p_value,
     pearson,
     pearson_with_model_noise,
@@ -417,6 +418,29 @@ def test_pearson_with_model_noise_uses_the_jackknife_over_pairs_and_adds_the_mod
     assert alone.lower == pytest.approx(np.tanh(np.arctanh(alone.estimate) - half))
     wider = pearson_with_model_noise(x, y, 0.05, models=80)
     assert wider.lower < alone.lower and wider.upper > alone.upper and wider.var_models == pytest.approx(0.05)
+
+
+def test_the_paired_newcombe_interval_is_the_unpaired_one_when_the_outcomes_are_uncorrelated():
+    # A = B = C = D = 10: phi = 0, and the paired interval must reduce to the unpaired hybrid score one.
+    first = np.array([True] * 20 + [False] * 20)
+    second = np.array([True] * 10 + [False] * 10 + [True] * 10 + [False] * 10)
+    paired = newcombe_paired_difference(first, second)
+    assert (paired.estimate, paired.lower, paired.upper) == pytest.approx(newcombe_difference(20, 40, 20, 40))
+
+
+def test_the_paired_newcombe_interval_narrows_with_agreement_and_holds_its_estimate():
+    rng = np.random.default_rng(5)
+    first = rng.random(300) < 0.3
+    second = first.copy()
+    second[:12] = ~second[:12]
+    paired = newcombe_paired_difference(first, second)
+    _, lower, upper = newcombe_difference(first.sum(), 300, second.sum(), 300)
+    assert paired.lower <= paired.estimate <= paired.upper
+    assert paired.upper - paired.lower < (upper - lower) / 2
+    identical = newcombe_paired_difference(first, first)
+    assert identical.estimate == 0 and -0.01 < identical.lower <= 0 <= identical.upper < 0.01  # Wilson's asymmetry
+    with pytest.raises(ValueError, match="one length"):
+        newcombe_paired_difference(first, second[:10])
 
 
 def test_a_partial_correlation_given_the_common_cause_is_near_zero_and_matches_regression_residuals():

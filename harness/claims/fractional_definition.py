@@ -108,13 +108,15 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
         rows.append({"score": name, "threshold from": source, "threshold": theta,
                      "TPR": rates["tpr"].estimate, "FPR": rates["fpr"].estimate})
 
-    # The two pipelines as used: FZ20's score at its fixed threshold vs IMN26's at the null threshold.
-    fixed = stats.rates_at_threshold(scores["original"].score[real], truth, FIXED_THRESHOLDS[0])["fpr"]
-    nulled = stats.rates_at_threshold(scores["fractional"].score[real], truth, null_thresholds["fractional"])["fpr"]
-    pipelines = stats.newcombe_difference(false_positives(fixed), negatives, false_positives(nulled), negatives)
-    further.append(Statistic(f"FPR, original at {FIXED_THRESHOLDS[0]} minus fractional at the null threshold",
-                             *pipelines, negatives, unit="non-memorized points",
-                             note="the two pipelines as published, each at its own threshold"))
+    # The two pipelines as used: FZ20's score at its fixed threshold vs IMN26's at the null threshold,
+    # on the same non-memorized points (paired).
+    flagged_fixed = scores["original"].score[real][~truth] >= FIXED_THRESHOLDS[0]
+    flagged_null = scores["fractional"].score[real][~truth] >= null_thresholds["fractional"]
+    further.append(Statistic.from_interval(
+        f"FPR, original at {FIXED_THRESHOLDS[0]} minus fractional at the null threshold",
+        stats.newcombe_paired_difference(flagged_fixed, flagged_null), unit="non-memorized points",
+        note="the two pipelines as published, each at its own threshold; paired over the same points, given "
+             "the models"))
     null_scores = all_scores.score[null.is_null]
     result = ClaimResult.from_decision(
         decision, further, claim=CLAIM, case=case.id, dataset=null.dataset.name, paper=PAPER,
@@ -149,10 +151,6 @@ def memorized_truth(dataset) -> np.ndarray:
 def _rate(name: str, interval, note: str = "") -> Statistic:
     return Statistic.from_interval(name, interval, note=note,
                                    unit="non-memorized points" if name.startswith("FPR") else "memorized points")
-
-
-def false_positives(interval) -> int:
-    return int(round(interval.estimate * interval.n))
 
 
 def ranking_note(scores, points) -> str:
