@@ -78,6 +78,13 @@ def load_dataset(name: str, profile_name: str) -> Dataset:
                      f"['digits'] + {list(IMAGE_DATASETS)}")
 
 
+@lru_cache(maxsize=4)
+def with_other_embedding(name: str, profile_name: str, embedding_seed: int) -> Dataset:
+    """The image data set of :func:`load_dataset` with its sub-populations inferred on another
+    embedding network's features (seed ``embedding_seed``), to check how much they depend on it."""
+    return load_image_dataset(name, profiles_module.get(profile_name), embedding_seed)
+
+
 def load_or_skip(name: str, profile_name: str) -> Dataset:
     """:func:`load_dataset`, skipping the calling test (with where to get the files) when an
     image data set is not on this machine."""
@@ -94,9 +101,10 @@ EMBEDDING_MODEL, EMBEDDING_RECIPE = "pixel_mlp", "embedding"
 SUBSET_SEED, POOL_SEED = 0, 1
 
 
-def load_image_dataset(name: str, profile: Profile) -> Dataset:
+def load_image_dataset(name: str, profile: Profile, embedding_seed: int = POOL_SEED) -> Dataset:
     """The profile's stratified subset of an image data set, with inferred sub-populations
-    (module docstring). Raises ``DatasetNotFound`` when the files are missing."""
+    (module docstring); ``embedding_seed`` seeds the embedding network (the same pool of images
+    whatever the seed). Raises ``DatasetNotFound`` when the files are missing."""
     from harness import images, zoo
 
     full = images.load(name)
@@ -114,7 +122,7 @@ def load_image_dataset(name: str, profile: Profile) -> Dataset:
     fit_on = replace(full, x_train=full.x_train[pool], y_train=full.y_train[pool],
                      x_test=full.x_test[:0], y_test=full.y_test[:0])
     cache = default_root() / "features" / (f"{name}-{data.fingerprint}-{fit_on.fingerprint}-"
-                                           f"{EMBEDDING_MODEL}-{EMBEDDING_RECIPE}-{POOL_SEED}.npz")
+                                           f"{EMBEDDING_MODEL}-{EMBEDDING_RECIPE}-{embedding_seed}.npz")
     if cache.exists():
         with np.load(cache) as stored:
             features = (stored["train"], stored["test"])
@@ -125,7 +133,7 @@ def load_image_dataset(name: str, profile: Profile) -> Dataset:
         torch.set_num_threads(1)
         try:
             features = zoo.penultimate_features(EMBEDDING_MODEL, fit_on, (data.x_train, data.x_test),
-                                                zoo.RECIPES[EMBEDDING_RECIPE], seed=POOL_SEED)
+                                                zoo.RECIPES[EMBEDDING_RECIPE], seed=embedding_seed)
         finally:
             torch.set_num_threads(threads)
         # Cached beside the runs it keys: warm runs (and every xdist worker) skip the fit.
@@ -134,8 +142,8 @@ def load_image_dataset(name: str, profile: Profile) -> Dataset:
         np.savez(partial, train=features[0], test=features[1])
         os.replace(partial, cache)
     data = infer_subpopulations(data, features=features)
-    embedding = (f"last hidden layer of one {EMBEDDING_MODEL} ({EMBEDDING_RECIPE} recipe) trained on "
-                 f"{len(pool)} training images " + ("outside the subset" if disjoint else "of the subset"))
+    embedding = (f"last hidden layer of one {EMBEDDING_MODEL} ({EMBEDDING_RECIPE} recipe, seed {embedding_seed}) "
+                 f"trained on {len(pool)} training images " + ("outside the subset" if disjoint else "of the subset"))
     return replace(data, meta={**data.meta, "embedding": embedding})
 
 

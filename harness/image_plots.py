@@ -4,7 +4,9 @@
   memorization scores (FZ20's figures of memorized examples), each captioned with its score
   and, where known, the size of its sub-population;
 - :func:`pair_grid`: test images above the training images they nearly duplicate
-  (:mod:`harness.duplicates`), captioned with distance and labels.
+  (:mod:`harness.duplicates`), captioned with distance and labels;
+- :func:`subpopulation_grid`: a few inferred sub-populations of each size bin, one row each
+  (singletons share a row), so a reader can judge whether they look like sub-populations.
 
 Each returns a Figure for :func:`harness.report.write_case_report`, which saves and closes it.
 """
@@ -24,6 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from harness.data import Dataset  # noqa: E402
 from harness.estimators import MemorizationScores  # noqa: E402
 from harness.images import CLASS_NAMES  # noqa: E402
+from harness.profiles import SIZE_BINS  # noqa: E402
 
 CELL_INCHES = 1.15
 
@@ -117,5 +120,40 @@ def pair_grid(dataset: Dataset, pairs: pd.DataFrame, max_pairs: int = 16, per_ro
                          fontsize=6.5, pad=2)
     fig.suptitle(title or f"{dataset.name}: test images (above) and their nearest training images (below)",
                  fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def subpopulation_grid(dataset: Dataset, rows_per_bin: int = 2, per_row: int = 8, seed: int = 0,
+                       title: str = "") -> Figure:
+    """Rows of training images: ``rows_per_bin`` random singletons rows, then ``rows_per_bin``
+    random small and large sub-populations, one per row (its first ``per_row`` members)."""
+    _check_images(dataset)
+    sizes, groups = dataset.group_size_train, dataset.group_train
+    if not sizes.any():
+        raise ValueError(f"{dataset.name} has no sub-populations to show")
+    rng = np.random.default_rng(seed)
+    rows = []
+    singletons = rng.permutation(np.flatnonzero(sizes == 1))[: rows_per_bin * per_row]
+    rows += [("singletons", singletons[start:start + per_row]) for start in range(0, len(singletons), per_row)]
+    for name in ("small", "large"):
+        low, high = SIZE_BINS[name]
+        ids = np.unique(groups[(sizes >= low) & (sizes <= high)])
+        for group in rng.permutation(ids)[:rows_per_bin]:
+            members = np.flatnonzero(groups == group)
+            rows.append((f"{name}: size {len(members)}", members[:per_row]))
+    fig, axes = plt.subplots(len(rows), per_row, squeeze=False,
+                             figsize=(CELL_INCHES * per_row + 1.2, CELL_INCHES * 1.1 * len(rows)))
+    y_train = dataset.y_train.numpy()
+    for (label, members), row in zip(rows, axes):
+        for ax in row:
+            ax.axis("off")
+        for ax, point in zip(row, members):
+            ax.axis("on")
+            _show(ax, dataset.x_train[int(point)])
+            ax.set_title(class_name(dataset, int(y_train[point])), fontsize=6.5, pad=2)
+        row[0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+        row[0].axis("on")
+    fig.suptitle(title or f"{dataset.name}: inferred sub-populations", fontsize=9)
     fig.tight_layout()
     return fig

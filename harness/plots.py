@@ -124,3 +124,23 @@ def _by_subpopulation(fig: Figure, ax, xlabel: str, ylabel: str, title: str) -> 
     ax.legend(title="sub-population", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def subpopulation_sizes(sizes: dict, title: str) -> Figure:
+    """Histogram of sub-population sizes (one count per sub-population, log-spaced bins), one
+    outline per labelling (``{label: sizes of its sub-populations}``), size-bin edges marked."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    largest = max(int(np.max(v)) for v in sizes.values())
+    edges = np.unique(np.round(np.logspace(0, np.log10(largest + 1), 25)).astype(int)) - 0.5
+    for label, values in sizes.items():
+        ax.hist(values, bins=edges, histtype="step", lw=1.5, label=label)
+    for name, (low, high) in SIZE_BINS.items():
+        if high < largest:
+            ax.axvline(high + 0.5, color=BIN_COLOURS[name], ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("sub-population size (training points)")
+    ax.set_ylabel("sub-populations")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

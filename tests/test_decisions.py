@@ -25,8 +25,10 @@ from harness.claims import (
     removal_harmless,
     removal_shifts_distribution,
     sampling_rate_bias,
+    subpopulations_stable,
     threshold_dependence,
 )
+from harness.profiles import size_bin
 from harness.verdict import INCONCLUSIVE, REFUTED, SUPPORTED
 
 
@@ -239,3 +241,23 @@ def test_leakage(drop_leaked, drop_clean, expected):
     utility = tables.removal(data, full, {"memorized": (GROUPS < 10, full - np.where(leaked, drop_leaked, drop_clean))},
                              models=100, seed=1)
     check(leakage.decide(utility, leaked, leaked, 0.1), expected)
+
+
+# ----------------------------------------------------------------------------- the suite's own checks
+
+@pytest.mark.parametrize("changed, expected", [(0.03, SUPPORTED), (1.0, REFUTED), (0.45, INCONCLUSIVE)],
+                         ids=["decision of subpopulations-stable: bins that barely move are supported",
+                              "decision of subpopulations-stable: bins drawn afresh are refuted",
+                              "decision of subpopulations-stable: bins half redrawn are inconclusive"])
+def test_subpopulations_stable(changed, expected):
+    """Embedding B keeps each sub-population of A, except a share ``changed`` of them, whose points
+    get sizes drawn afresh (a new random group of the table's sizes)."""
+    rng = np.random.default_rng(0)
+    groups_a = tables.groups()
+    sizes_a = np.asarray(tables.GROUP_SIZES)[groups_a]
+    redrawn = np.isin(groups_a, np.flatnonzero(rng.random(len(tables.GROUP_SIZES)) < changed))
+    other = rng.permutation(groups_a)
+    groups_b = np.where(redrawn, other + len(tables.GROUP_SIZES), groups_a)
+    sizes_b = np.where(redrawn, np.asarray(tables.GROUP_SIZES)[other], sizes_a)
+    classes = groups_a % 2
+    check(subpopulations_stable.decide(size_bin(sizes_a), size_bin(sizes_b), groups_a, groups_b, classes), expected)

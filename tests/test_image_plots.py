@@ -67,3 +67,18 @@ def test_grids_reject_features_and_incomplete_pairs(fashion):
         image_plots.pair_grid(fashion, pd.DataFrame({"test": [1], "train": [2]}))
     with pytest.raises(ValueError, match="training points"):
         image_plots.highest_memorization_grid(fashion, scores_of(np.array([40]), np.ones(1)))
+
+
+def test_subpopulation_grid_shows_singleton_rows_then_one_row_per_small_and_large_subpopulation(fashion):
+    from dataclasses import replace
+
+    groups = np.concatenate([np.arange(5), np.repeat([5, 6], 3), np.repeat([7, 8], 11)])  # 5 singletons
+    data = replace(fashion, x_train=fashion.x_train.repeat(2, 1, 1, 1)[: len(groups)],
+                   y_train=torch.zeros(len(groups), dtype=torch.long), group_train=groups)
+    fig = image_plots.subpopulation_grid(data, rows_per_bin=2, per_row=4)
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["singletons", "singletons", "small: size 3", "small: size 3", "large: size 11", "large: size 11"]
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 5 + 3 + 3 + 4 + 4  # singletons fill 4 + 1, each sub-population up to per_row
+    with pytest.raises(ValueError, match="no sub-populations"):
+        image_plots.subpopulation_grid(replace(data, group_train=None))

@@ -25,6 +25,7 @@ from harness.stats import (
     holm,
     newcombe_difference,
     newcombe_paired_difference,
+    cohen_kappa,
     normal_p_value,
     pearson,
     pearson_with_model_noise,
@@ -418,6 +419,16 @@ def test_pearson_with_model_noise_uses_the_jackknife_over_pairs_and_adds_the_mod
     assert alone.lower == pytest.approx(np.tanh(np.arctanh(alone.estimate) - half))
     wider = pearson_with_model_noise(x, y, 0.05, models=80)
     assert wider.lower < alone.lower and wider.upper > alone.upper and wider.var_models == pytest.approx(0.05)
+
+
+def test_cohen_kappa_is_sklearns():
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(2)
+    first = rng.integers(0, 3, 500)
+    second = np.where(rng.random(500) < 0.6, first, rng.integers(0, 3, 500))
+    assert cohen_kappa(first, second, 3) == pytest.approx(cohen_kappa_score(first, second), abs=1e-12)
+    assert cohen_kappa(first, first, 3) == 1.0
 
 
 def test_the_paired_newcombe_interval_is_the_unpaired_one_when_the_outcomes_are_uncorrelated():
