@@ -42,7 +42,7 @@ from harness.ensemble import Ensemble, train_ensemble
 from harness.estimators import MemorizationScores
 from harness.images import DatasetNotFound
 from harness.masks import full_plan, loo_plan, subsampled_plan
-from harness.profiles import SIZE_BINS, Profile, size_bin
+from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, SIZE_BINS, Profile, size_bin
 from harness.store import Store, default_root
 
 
@@ -180,42 +180,54 @@ class Case:
         return specs[self.family]
 
 
-GIVEN = ("generalization gap", "training accuracy")  # what a partial correlation across configurations may hold fixed
+# The figures of one configuration that a correlation across configurations can relate.
+FIGURES = ("mean memorization", "share memorized", "test accuracy", "training accuracy", "generalization gap")
+
+
+def configuration_figures(measured: list, weights: list | None = None,
+                          high: float = FZ20_HIGH_INFLUENCE) -> dict[str, np.ndarray]:
+    """Each of ``FIGURES`` per configuration, every model weighted by ``weights`` (one array per
+    configuration; None: all models once). "share memorized" is the share of training points
+    scoring >= ``high``; the gap is training minus test accuracy."""
+    def mean_over_models(per_model, w):
+        return np.mean(per_model) if w is None else np.asarray(per_model) @ w / w.sum()
+
+    weights = weights or [None] * len(measured)
+    # All models once: the scores as computed, so the figures match the reports' exactly.
+    scores = [item[0].score if w is None else item[0].rescored(w) for item, w in zip(measured, weights)]
+    out = {"mean memorization": np.array([np.nanmean(s) for s in scores]),
+           "share memorized": np.array([np.mean(s[~np.isnan(s)] >= high) for s in scores]),
+           "test accuracy": np.array([mean_over_models(item[1], w) for item, w in zip(measured, weights)])}
+    if all(len(item) > 2 for item in measured):
+        out["training accuracy"] = np.array([mean_over_models(item[2], w) for item, w in zip(measured, weights)])
+        out["generalization gap"] = out["training accuracy"] - out["test accuracy"]
+    return out
 
 
 def correlation_across_configurations(measured: list, seed: int = 0, n_boot: int = 1000,
-                                      given: str | None = None) -> stats.CrossedInterval:
-    """Pearson r of mean memorization and mean test accuracy across configurations, each a
+                                      x: str = "mean memorization", given: str | None = None) -> stats.CrossedInterval:
+    """Pearson r of figure ``x`` and test accuracy across configurations, each a
     ``(MemorizationScores, per-model test accuracies[, per-model training accuracies])`` from one
     ensemble: the jackknife over configurations plus the variance of atanh r when every
     configuration's models are resampled (``harness.stats.pearson_with_model_noise``). With
-    ``given`` (one of ``GIVEN``, computed from the same resampled models), the partial r."""
-    if given not in (None, *GIVEN):
-        raise ValueError(f"given must be None or one of {GIVEN}, got {given!r}")
-    if given is not None and any(len(item) < 3 for item in measured):
-        raise ValueError(f"a correlation given the {given} needs each configuration's training accuracies")
-    test = [np.asarray(item[1], dtype=float) for item in measured]
-    train = [np.asarray(item[2], dtype=float) for item in measured] if given else None
-
-    def held_fixed(accuracy, training):
-        if given is None:
-            return None
-        return training - accuracy if given == GIVEN[0] else training
+    ``given`` (another of ``FIGURES``, from the same resampled models), the partial r."""
+    for name in (x, given):
+        if name is not None and name not in FIGURES:
+            raise ValueError(f"{name!r} is not one of {FIGURES}")
+    if {x, given} & {"training accuracy", "generalization gap"} and any(len(item) < 3 for item in measured):
+        raise ValueError(f"{x} given {given} needs each configuration's training accuracies")
 
     def fisher_z(replicate):
-        weights = [replicate.models[str(i)] for i in range(len(measured))]
-        memorization = np.array([np.nanmean(item[0].rescored(w)) for item, w in zip(measured, weights)])
-        accuracy = np.array([a @ w / w.sum() for a, w in zip(test, weights)])
-        training = np.array([a @ w / w.sum() for a, w in zip(train, weights)]) if given else None
-        r = stats.row_correlation(memorization, accuracy, held_fixed(accuracy, training))
+        figures = configuration_figures(measured, [replicate.models[str(i)] for i in range(len(measured))])
+        r = stats.row_correlation(figures[x], figures["test accuracy"], figures[given] if given else None)
         return {"z": np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))}
 
     pools = {str(i): item[0].model_groups for i, item in enumerate(measured)}
     variance = stats.crossed_bootstrap(fisher_z, pools, n_boot=n_boot, seed=seed, components=False)["z"].var_both
-    accuracy = np.array([a.mean() for a in test])
-    training = np.array([a.mean() for a in train]) if given else None
-    return stats.pearson_with_model_noise([item[0].score.mean() for item in measured], accuracy, variance,
-                                          sum(len(a) for a in test), given=held_fixed(accuracy, training))
+    figures = configuration_figures(measured)
+    return stats.pearson_with_model_noise(figures[x], figures["test accuracy"], variance,
+                                          sum(len(item[1]) for item in measured),
+                                          given=figures[given] if given else None)
 
 
 def pick_targets(dataset: Dataset, per_bin: int, seed: int = 0) -> np.ndarray:
@@ -250,6 +262,46 @@ def subsampled_scores(dataset: Dataset, spec, rate: float, models: int, store: S
     plan = subsampled_plan(dataset.n_train, models, rate, seed)
     ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
     return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), ensemble
+
+
+def selection_scores(dataset: Dataset, spec, profile: Profile, store: Store, device: str = "cpu",
+                     seed: int = 0, rate: float | None = FZ20_RATE, targets=None) -> tuple[np.ndarray, int]:
+    """A memorization score per training point (NaN where not scored) and the models behind it.
+
+    ``rate`` given: FZ20's subsampled estimator at that sampling rate (FZ20: 0.7) with
+    ``profile.subsampled_models`` models, every point. ``rate=None``: exact leave-one-out; the
+    ridge family scores every point in closed form, the MLP only ``targets`` (a LOO plan of
+    ``profile.loo_models_per_target`` models per target). With ``targets``, points outside them
+    get NaN and are never selected.
+    """
+    scores = np.full(dataset.n_train, np.nan)
+    if rate is not None:
+        if targets is not None:
+            raise ValueError("targets apply to exact LOO (rate=None) only; the subsampled estimator "
+                             "scores every point")
+        found, ensemble = subsampled_scores(dataset, spec, rate, profile.subsampled_models, store,
+                                            device, seed)
+    elif spec.family == "ridge":
+        found, ensemble = loo_scores(dataset, spec, profile, store, device, seed)
+    else:
+        if targets is None:
+            raise ValueError(f"exact LOO of every point needs the ridge family's closed form; for the "
+                             f"{spec.family} family pass the targets to score")
+        plan = loo_plan(dataset.n_train, targets, profile.loo_models_per_target)
+        ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
+        found = estimators.exact_loo(ensemble.masks, ensemble.arrays["train_margin"], plan.left_out)
+    scores[found.points] = found.score
+    if targets is not None:
+        outside = np.ones(dataset.n_train, dtype=bool)
+        outside[np.asarray(targets, dtype=np.int64)] = False
+        scores[outside] = np.nan
+    return scores, ensemble.n_models
+
+
+def describe_scores(rate: float | None, models: int) -> str:
+    """How the selection scores were computed, for a report's notes."""
+    method = f"FZ20's subsampled estimator at r={rate}" if rate is not None else "exact leave-one-out"
+    return f"scores: {method} ({models} models)"
 
 
 def paired_loo(ensemble: Ensemble) -> MemorizationScores | None:

@@ -29,11 +29,12 @@ points, so singletons are 3.6 % of the default profile's training split but 17.9
 split; unweighted, every drop would lean on the tail and favour the claims that removing tail
 points costs accuracy. A test split drawn from the data (digits, images) is used as drawn.
 
-Points are selected from memorization scores (:func:`selection_scores`): FZ20's subsampled
-estimator (at FZ20's r = 0.7 unless told otherwise), or exact leave-one-out (ridge: closed form
-for every point; MLP: a LOO plan over given targets). :func:`removal_experiment` removes the
-points with score >= theta and, for comparison, as many random points and as many of the
-lowest-scoring points of large sub-populations (IMN25 4.3's counter-example).
+Points are selected from memorization scores (``harness.experiments.selection_scores``, the
+caller's): FZ20's subsampled estimator (at FZ20's r = 0.7 unless told otherwise), or exact
+leave-one-out (ridge: closed form for every point; MLP: a LOO plan over given targets).
+:func:`removal_experiment` removes the points with score >= theta and, for comparison, as many
+random points and as many of the lowest-scoring points of large sub-populations (IMN25 4.3's
+counter-example).
 """
 
 from __future__ import annotations
@@ -44,12 +45,11 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from harness import estimators, stats
+from harness import stats
 from harness.data import UNKNOWN_GROUP, Dataset
 from harness.ensemble import train_ensemble
-from harness.experiments import loo_scores, subsampled_scores
-from harness.masks import loo_plan, removal_plan
-from harness.profiles import FZ20_RATE, SIZE_BINS, Profile
+from harness.masks import removal_plan
+from harness.profiles import SIZE_BINS
 from harness.store import Store
 from harness.verdict import Statistic
 
@@ -57,49 +57,6 @@ CONTROL_ARM = "random, second draw"  # a negative control's stand-in for the mem
 COMPARISON_ARMS = ("memorized", "random", "low-score large")
 ARMS = COMPARISON_ARMS + (CONTROL_ARM,)
 FULL_ARM = "none"  # the row of S itself in tables
-
-
-# ----------------------------------------------------------------------------- scores
-
-
-def selection_scores(dataset: Dataset, spec, profile: Profile, store: Store, device: str = "cpu",
-                     seed: int = 0, rate: float | None = FZ20_RATE, targets=None) -> tuple[np.ndarray, int]:
-    """A memorization score per training point (NaN where not scored) and the models behind it.
-
-    ``rate`` given: FZ20's subsampled estimator at that sampling rate (FZ20: 0.7) with
-    ``profile.subsampled_models`` models, every point. ``rate=None``: exact leave-one-out; the
-    ridge family scores every point in closed form, the MLP only ``targets`` (a LOO plan of
-    ``profile.loo_models_per_target`` models per target). With ``targets``, points outside them
-    get NaN and are never selected.
-    """
-    scores = np.full(dataset.n_train, np.nan)
-    if rate is not None:
-        if targets is not None:
-            raise ValueError("targets apply to exact LOO (rate=None) only; the subsampled estimator "
-                             "scores every point")
-        found, ensemble = subsampled_scores(dataset, spec, rate, profile.subsampled_models, store,
-                                            device, seed)
-    elif spec.family == "ridge":
-        found, ensemble = loo_scores(dataset, spec, profile, store, device, seed)
-    else:
-        if targets is None:
-            raise ValueError(f"exact LOO of every point needs the ridge family's closed form; for the "
-                             f"{spec.family} family pass the targets to score")
-        plan = loo_plan(dataset.n_train, targets, profile.loo_models_per_target)
-        ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
-        found = estimators.exact_loo(ensemble.masks, ensemble.arrays["train_margin"], plan.left_out)
-    scores[found.points] = found.score
-    if targets is not None:
-        outside = np.ones(dataset.n_train, dtype=bool)
-        outside[np.asarray(targets, dtype=np.int64)] = False
-        scores[outside] = np.nan
-    return scores, ensemble.n_models
-
-
-def describe_scores(rate: float | None, models: int) -> str:
-    """How the selection scores were computed, for a report's notes."""
-    method = f"FZ20's subsampled estimator at r={rate}" if rate is not None else "exact leave-one-out"
-    return f"scores: {method} ({models} models)"
 
 
 # ----------------------------------------------------------------------------- selections

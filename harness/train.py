@@ -349,15 +349,16 @@ class RidgeSpec:
     """
 
     family: ClassVar[str] = "ridge"
-    # 512 kept: mean test accuracy 0.929 at r = 0.7 on 1,995 points against 0.916 at 384 and
-    # 0.896 at 256, and its LOO scores correlate 0.94 with those at 2,048 features (0.88 at 384).
+    # 512: mean test accuracy 0.929 at r = 0.7 on 1,995 points against 0.916 at 384 and 0.896
+    # at 256, and its LOO scores correlate 0.94 with those at 2,048 features (0.88 at 384). The
+    # profiles choose their own count for their budget (harness/profiles.py).
     features: int = 512
     ridge: float = 1e-3
     bandwidth: float = 0.45
     # 8: on 2 CPU cores the pass's largest array (K x n x D features, 33 MB here) stays near
     # the cache. ms per model, 1,995 points, D = 512, subsampled masks: K = 4/8/16/32 gave
     # 11.3/11.5/18.8/15.1 on 2 threads; K = 4/6/8/12/16/25 gave 22/20/21/23/23/24 on one
-    # (shared machine, best of 2-4). The old default, 50, gave 24 on one thread. On a GPU, raise it.
+    # (shared machine, best of 2-4); K = 50 gave 24 on one. On a GPU, raise it.
     models_per_pass: int = 8
     dtype: str = "float32"
     closed_form_loo: bool = True

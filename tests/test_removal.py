@@ -7,6 +7,7 @@ import pytest
 
 from harness import profiles
 from harness.data import SubpopulationSpec, synthetic
+from harness.experiments import selection_scores
 from harness.leakage import (
     copy_weights_matching_clean_mix,
     detect_near_duplicates,
@@ -20,7 +21,6 @@ from harness.removal import (
     random_selection,
     removal_experiment,
     select_above,
-    selection_scores,
 )
 from harness.store import Store
 from harness.train import MLPSpec, RidgeSpec

@@ -23,9 +23,9 @@ removal arms ``ARMS``, ``removal_models`` models each.
 from __future__ import annotations
 
 from harness import plots
-from harness.experiments import load_dataset
+from harness.experiments import describe_scores, load_dataset, selection_scores
 from harness.profiles import FZ20_HIGH_INFLUENCE
-from harness.removal import CONTROL_ARM, describe_scores, removal_experiment, selection_scores
+from harness.removal import CONTROL_ARM, removal_experiment
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, undecidable
 
 CLAIM = "fz-marginal-utility"

@@ -44,10 +44,10 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, plots
-from harness.experiments import load_dataset
+from harness.experiments import describe_scores, load_dataset, selection_scores
 from harness.leakage import copy_weights_matching_clean_mix, detect_near_duplicates, plant_near_duplicates
 from harness.profiles import FZ20_HIGH_INFLUENCE
-from harness.removal import describe_scores, marginal_utility, select_above, selection_scores
+from harness.removal import marginal_utility, select_above
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, undecidable
 
 CLAIM = "leakage"

@@ -42,9 +42,9 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, plots
-from harness.experiments import load_dataset
+from harness.experiments import describe_scores, load_dataset, selection_scores
 from harness.profiles import FZ20_HIGH_INFLUENCE
-from harness.removal import describe_scores, marginal_utility, select_above, selection_scores
+from harness.removal import marginal_utility, select_above
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, intersection_union, undecidable
 
 CLAIM = "removal-harmless"

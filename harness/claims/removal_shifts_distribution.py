@@ -38,9 +38,9 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, plots, stats
-from harness.experiments import load_dataset
+from harness.experiments import describe_scores, load_dataset, selection_scores
 from harness.profiles import FZ20_HIGH_INFLUENCE, size_bin
-from harness.removal import describe_scores, removal_experiment, selection_scores
+from harness.removal import removal_experiment
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, undecidable
 
 CLAIM = "removal-shifts-distribution"

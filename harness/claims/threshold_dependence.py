@@ -46,9 +46,9 @@ import numpy as np
 import pandas as pd
 
 from harness import plots, stats
-from harness.experiments import load_dataset
+from harness.experiments import describe_scores, load_dataset, selection_scores
 from harness.profiles import SIZE_BINS, size_bin
-from harness.removal import describe_scores, marginal_utility, random_selections, select_above, selection_scores
+from harness.removal import marginal_utility, random_selections, select_above
 from harness.verdict import (
     CaseReport,
     ClaimResult,
