@@ -3,7 +3,8 @@
 ``train_ensemble`` keys the run by (data fingerprint, family spec, plan, seed) in the
 store, trains only the models not yet complete (in fixed chunks of ``models_per_pass``,
 so an interrupted run resumes with bit-identical results) and returns an :class:`Ensemble`
-that reads the stored arrays. Several processes asking for the same run train it once.
+that reads the stored arrays. Several processes asking for the same run share its chunks, each
+model trained once (``harness.store``); ``harness.worker`` trains a shard of it on another host.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from harness.data import Dataset
 from harness.masks import MaskPlan
-from harness.store import Store
+from harness.store import Run, Store
 
 HARNESS_RESULTS_VERSION = 2  # bump when a change alters what stored runs contain (2: trainers reordered float sums)
 # A pass's float sums depend on how many threads split them (ridge margins move by about 1e-5
@@ -86,25 +87,49 @@ def check_inputs(dataset: Dataset, spec, plan: MaskPlan, seed) -> None:
 
 def train_ensemble(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: int = 0,
                    device: str = "cpu", progress: bool = True) -> Ensemble:
+    run = open_run(dataset, spec, plan, store, seed)
+    train_pass = pass_trainer(dataset, spec, plan.masks, plan.seeds(seed), device)
+    with torch_threads(THREADS_PER_PASS):
+        trained = run.fill(train_pass, chunk_size=spec.models_per_pass, progress=progress,
+                           workers=pass_workers(run.missing_chunks(spec.models_per_pass), device),
+                           desc=f"{spec.family} on {dataset.name} ({plan.kind})")
+    return Ensemble(dataset, spec, plan, run.arrays(), trained, run.key)
+
+
+def open_run(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: int = 0) -> Run:
+    """The run :func:`train_ensemble` fills, created empty if new, nothing trained: its key is
+    what ``python -m harness.worker --run KEY`` shards take."""
     check_inputs(dataset, spec, plan, seed)
-    config = {"version": HARNESS_RESULTS_VERSION, "dataset": dataset.name,
-              "data": dataset.fingerprint, "spec": spec.config(), "plan": plan.config(), "seed": seed,
-              "threads_per_pass": THREADS_PER_PASS}
-    run = store.open(config, plan.masks, spec.schema(dataset))
-    seeds = plan.seeds(seed)
-    passes = len(run.missing_chunks(spec.models_per_pass))  # a resumed run may have a few left
-    workers = max(1, min(torch.get_num_threads(), passes)) if torch.device(device).type == "cpu" else 1
+    return store.open(run_config(dataset, spec, plan, seed), plan.masks, spec.schema(dataset))
+
+
+def run_config(dataset: Dataset, spec, plan: MaskPlan, seed: int) -> dict:
+    """What keys a run in the store (with its masks); ``harness.worker`` rebuilds the run from it."""
+    return {"version": HARNESS_RESULTS_VERSION, "dataset": dataset.name,
+            "data": dataset.fingerprint, "spec": spec.config(), "plan": plan.config(), "seed": seed,
+            "threads_per_pass": THREADS_PER_PASS}
+
+
+def pass_trainer(dataset: Dataset, spec, masks: np.ndarray, seeds: np.ndarray, device: str):
+    """``train_rows(rows)`` for :meth:`Run.fill` and :meth:`Run.train_shard`: one pass of ``spec``
+    on the chunk's masks and seeds, on ``THREADS_PER_PASS`` torch threads; call it inside
+    ``torch_threads(THREADS_PER_PASS)``."""
 
     def train_pass(rows):
         # Set again in each worker thread (never put back there: only the same value is ever
         # set while passes run, so no thread changes another's count mid-pass).
         torch.set_num_threads(THREADS_PER_PASS)
-        return spec.train(dataset, plan.masks[rows], seeds[rows], device)
+        return spec.train(dataset, masks[rows], seeds[rows], device)
 
-    with torch_threads(THREADS_PER_PASS):
-        trained = run.fill(train_pass, chunk_size=spec.models_per_pass, progress=progress, workers=workers,
-                           desc=f"{spec.family} on {dataset.name} ({plan.kind})")
-    return Ensemble(dataset, spec, plan, run.arrays(), trained, run.key)
+    return train_pass
+
+
+def pass_workers(chunks: list, device: str) -> int:
+    """Passes to train at once: on CPU one per torch thread, at most one per chunk left
+    (a resumed run may have a few); one on an accelerator."""
+    if torch.device(device).type != "cpu":
+        return 1
+    return max(1, min(torch.get_num_threads(), len(chunks)))
 
 
 @contextmanager

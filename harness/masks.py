@@ -44,8 +44,14 @@ class MaskPlan:
 
     def seeds(self, seed: int) -> np.ndarray:
         """One training seed per model, independent across plan kinds for the same ``seed``."""
-        rng = np.random.default_rng([seed, zlib.crc32(self.kind.encode())])
-        return rng.integers(0, 2**31 - 1, size=self.n_models)
+        return training_seeds(self.kind, self.n_models, seed)
+
+
+def training_seeds(kind: str, n_models: int, seed: int) -> np.ndarray:
+    """:meth:`MaskPlan.seeds` from what a run's config records (the plan's kind, the seed) and
+    its number of models, for a process that rebuilds a run from the store (``harness.worker``)."""
+    rng = np.random.default_rng([seed, zlib.crc32(kind.encode())])
+    return rng.integers(0, 2**31 - 1, size=n_models)
 
 
 def checked_masks(masks, n_points: int | None = None, seeds=None, name: str = "masks") -> np.ndarray:

@@ -3,7 +3,7 @@
 A *run* is an ensemble of K models (the datamodels / LiRA pattern). Model ``k`` is named by
 its row index and trained on the points ``i`` with ``masks[k, i]`` true. Its outputs live in
 memory-mapped ``.npy`` arrays with one row per model, plus a completion flag per model, so an
-interrupted job resumes where it stopped and several processes share the work.
+interrupted job resumes where it stopped.
 
 A run lives in ``root / key`` with
 
@@ -28,8 +28,34 @@ raises ``OSError`` naming the run (never SIGBUS from a memory map) and leaves no
 
 Training goes in fixed chunks of rows ``[c * chunk_size, (c + 1) * chunk_size)``: a resumed
 run trains exactly the batches an uninterrupted one would, so results are bit-identical.
-Chunks may train ``workers`` at a time (threads); each is written as soon as it and every
-chunk before it are done.
+A chunk is named ``<first row>-<stop row>``. Whoever trains a chunk first claims it:
+
+- a claim is the file ``claims/<chunk>``, created with ``O_EXCL`` (so one creator wins) and
+  holding the claimer's host and pid; the claimer touches it every ``CLAIM_REFRESH_SECONDS``
+  while it trains and deletes it once the chunk is stored. After taking a claim the claimer
+  looks again whether the chunk is still missing, since its previous holder may have stored it
+  and let go in between.
+- a claim can be taken over when its process is gone (same host, dead pid) or it has not been
+  touched for ``CLAIM_STALE_SECONDS`` (another host, or a pid since reused); the takeover
+  deletes it under the run's lock (``.lock``), so two processes never both take it over.
+
+:meth:`Run.fill` (one machine) claims missing chunks one at a time, ``workers`` training at
+once on threads, and writes each into the arrays as soon as it is done, holding the run's lock
+for the write only. Processes filling the same run therefore train disjoint chunks side by
+side; once none is left to claim, each waits for the others' chunks and returns when the run
+is complete (a claim whose holder dies is taken over).
+
+Shards (several hosts, a scheduler without Ray: ``python -m harness.worker``):
+:meth:`Run.train_shard` trains the missing chunks ``c`` with ``c % shards == shard`` that have
+no chunk file yet, claiming them as above, and saves each as ``chunks/<chunk>.npz`` (a
+temporary name, fsync, then ``os.replace``, so the file appears whole or not at all). It never
+writes the memory-mapped arrays, so hosts never write one memory-mapped file together. The
+file holds the run's key, the rows, every schema array (``array_<name>``) and the rows'
+checksums. :meth:`Run.merge_chunk_files` (``python -m harness.store merge KEY``, and every
+``fill``) checks each file (readable, this run's key, the chunk's rows, the schema's shapes and
+dtypes, the checksums), writes it as :meth:`Run.write` does (rows, checksums, then flags)
+under the run's lock and deletes it; a file that fails a check is left in place and named in a
+:class:`ChunkFileError`.
 """
 
 from __future__ import annotations
@@ -42,12 +68,14 @@ import os
 import re
 import shutil
 import socket
+import sys
+import threading
 import time
+import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 from filelock import FileLock
@@ -61,6 +89,14 @@ STAGING_PREFIX = ".tmp-"
 STALE_STAGING_SECONDS = 24 * 3600  # a staging folder another host left this long ago is abandoned
 ARRAY_NAME = re.compile(r"[A-Za-z0-9_]+")
 STORABLE_KINDS = "biufc"  # bool, signed and unsigned int, float, complex: fixed-size, memmappable
+CLAIMS_FOLDER, CHUNK_FILES_FOLDER = "claims", "chunks"
+CHUNK_ARRAY_PREFIX = "array_"  # schema arrays in a chunk file; its other entries are key, rows, checksums
+# A claim is touched every CLAIM_REFRESH_SECONDS while its chunk trains; one left untouched for
+# CLAIM_STALE_SECONDS (a host that died, a pid since reused) is taken over.
+CLAIM_REFRESH_SECONDS = 30.0
+CLAIM_STALE_SECONDS = 600.0
+# Waiting for other processes' chunks: the first look comes soon, later ones at most this far apart.
+POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.02, 1.0
 
 Schema = dict[str, tuple[tuple[int, ...], str]]
 
@@ -143,6 +179,15 @@ class DamagedRun(RuntimeError):
         super().__init__(f"run {path.name} ({path}) is damaged: {problem}; {fix}")
 
 
+class ChunkFileError(ValueError):
+    """A chunk file (module docstring) that cannot be imported into its run; the message says why."""
+
+    def __init__(self, file: Path, problem: str):
+        self.file, self.problem = file, problem
+        super().__init__(f"chunk file {file} {problem}: it was not imported; delete it, and the next "
+                         f"`python -m harness.worker` run of its shard (or a training call) trains the chunk again")
+
+
 def _load(path: Path, run_path: Path, repairable: bool = True) -> np.ndarray:
     """``np.load`` as a memory map, its failures (missing, truncated, a broken header) as DamagedRun."""
     try:
@@ -219,6 +264,21 @@ class Run:
 
     def write(self, rows, outputs: dict[str, np.ndarray]) -> None:
         """Store ``outputs[name][j]`` as row ``rows[j]`` of every array, then mark the rows done."""
+        rows, values = self._checked_outputs(rows, outputs)
+        # Rows, then checksums, then flags: a process killed in between leaves these rows not done.
+        for name, value in values.items():
+            array = np.load(self.path / f"{name}.npy", mmap_mode="r+")
+            array[rows] = value
+            array.flush()
+        checksums = np.load(self.path / "checksums.npy", mmap_mode="r+")
+        checksums[rows] = _row_checksums(values, np.arange(len(rows)))
+        checksums.flush()
+        done = np.load(self.path / "done.npy", mmap_mode="r+")
+        done[rows] = 1
+        done.flush()
+
+    def _checked_outputs(self, rows, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``rows`` and ``outputs`` as :meth:`write` stores them (the schema's dtypes), or a ValueError."""
         rows = np.asarray(rows)
         if rows.ndim != 1 or rows.dtype.kind not in "iu":
             raise ValueError(f"rows must be a 1-D integer array, got shape {rows.shape} and dtype {rows.dtype}")
@@ -236,40 +296,201 @@ class Run:
                 raise ValueError(f"outputs[{name!r}] must have shape {(len(rows), *shape)} "
                                  f"(rows x schema shape), got {value.shape}")
             values[name] = value.astype(dtype, copy=False)
-        # Rows, then checksums, then flags: a process killed in between leaves these rows not done.
-        for name, value in values.items():
-            array = np.load(self.path / f"{name}.npy", mmap_mode="r+")
-            array[rows] = value
-            array.flush()
-        checksums = np.load(self.path / "checksums.npy", mmap_mode="r+")
-        checksums[rows] = _row_checksums(values, np.arange(len(rows)))
-        checksums.flush()
-        done = np.load(self.path / "done.npy", mmap_mode="r+")
-        done[rows] = 1
-        done.flush()
+        return rows, values
 
     def fill(self, train_rows: Callable[[np.ndarray], dict[str, np.ndarray]], chunk_size: int,
              progress: bool = True, desc: str = "", workers: int = 1) -> int:
-        """Train every fixed chunk of rows that holds a missing model; return how many models were trained.
+        """Train every fixed chunk of rows that holds a missing model; return how many models this call trained.
 
         ``train_rows(rows)`` gets all rows of one chunk and returns ``{name: array of shape
-        (len(rows), *shape)}``; ``workers`` calls run at once, on threads. The run's file lock
-        makes concurrent callers take turns; one that finds the work already done returns 0.
+        (len(rows), *shape)}``; ``workers`` calls run at once, on threads. Chunks are claimed one
+        at a time (module docstring), so processes filling the same run train disjoint chunks
+        side by side; chunk files that shards left are imported. Returns once the run is complete.
         """
-        for name, value in (("chunk_size", chunk_size), ("workers", workers)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        _check_positive(chunk_size=chunk_size, workers=workers)
         if not len(self.missing()):
             return 0  # no lock taken: a complete run in a read-only store is read as it is
-        with FileLock(self.path / ".lock"):
-            chunk_rows = self.missing_chunks(chunk_size)
-            total = sum(len(rows) for rows in chunk_rows)
-            with tqdm(total=total, desc=desc or self.key, unit="model", disable=not progress) as bar, \
-                    closing(_in_order(train_rows, chunk_rows, workers)) as results:
-                for rows, arrays in zip(chunk_rows, results):
+        trained = 0
+        pause = POLL_FIRST_SECONDS
+        with _Claims(self) as claims, \
+                tqdm(total=self.n_models, desc=desc or self.key, unit="model", disable=not progress) as bar:
+            def store(rows, arrays):
+                with FileLock(self.path / ".lock"):
                     self.write(rows, arrays)
-                    bar.update(len(rows))
-        return total
+                claims.release(rows)
+                bar.update(self.n_models - len(self.missing()) - bar.n)
+
+            while True:
+                self.merge_chunk_files()
+                just_trained = self._train_claimed_chunks(
+                    train_rows, workers, lambda: self._next_chunk(chunk_size, claims), store)
+                trained += just_trained
+                missing = len(self.missing())
+                bar.update(self.n_models - missing - bar.n)
+                if not missing:
+                    return trained
+                # Every missing chunk is claimed by another process: look again soon, then less often.
+                pause = POLL_FIRST_SECONDS if just_trained else min(2 * pause, POLL_MAX_SECONDS)
+                time.sleep(pause)
+
+    def train_shard(self, train_rows: Callable[[np.ndarray], dict[str, np.ndarray]], chunk_size: int,
+                    shard: int, shards: int, workers: int = 1, progress: bool = True, desc: str = "") -> int:
+        """Train shard ``shard`` of ``shards``: the missing chunks ``c`` with ``c % shards == shard``
+        that have no chunk file yet and that no live process has claimed; save each as a chunk
+        file (module docstring), never touching the run's arrays. Returns the models trained."""
+        _check_positive(chunk_size=chunk_size, workers=workers, shards=shards)
+        if isinstance(shard, bool) or not isinstance(shard, (int, np.integer)) or not 0 <= shard < shards:
+            raise ValueError(f"shard must be an integer in [0, {shards}), got {shard!r}")
+        with _Claims(self) as claims, \
+                tqdm(total=len(self.shard_chunks(chunk_size, shard, shards)), desc=desc or f"{self.key} shard {shard}",
+                     unit="chunk", disable=not progress) as bar:
+            def save(rows, arrays):
+                self._save_chunk_file(rows, arrays)
+                claims.release(rows)
+                bar.update(1)
+
+            return self._train_claimed_chunks(
+                train_rows, workers, lambda: self._next_chunk(chunk_size, claims, shard, shards), save)
+
+    def shard_chunks(self, chunk_size: int, shard: int, shards: int) -> list[np.ndarray]:
+        """The rows of shard ``shard``'s chunks that are missing and have no chunk file yet."""
+        return [rows for rows in self.missing_chunks(chunk_size)
+                if (rows[0] // chunk_size) % shards == shard and not self._chunk_file(rows).exists()]
+
+    def chunk_files(self) -> list[Path]:
+        """The finished chunk files waiting to be merged (module docstring)."""
+        folder = self.path / CHUNK_FILES_FOLDER
+        if not folder.is_dir():
+            return []
+        return sorted(file for file in folder.glob("*.npz") if not file.name.startswith(STAGING_PREFIX))
+
+    def merge_chunk_files(self) -> int:
+        """Import every finished chunk file into the run (rows, checksums, then flags, under the
+        run's lock) and delete it; return the models imported. Files that fail a check stay in
+        place and are named in one :class:`ChunkFileError`, raised after the others are imported."""
+        imported, refused = 0, []
+        for file in self.chunk_files():
+            try:
+                with FileLock(self.path / ".lock"):
+                    if not file.exists():
+                        continue  # another process imported it meanwhile
+                    rows, values = self._read_chunk_file(file)
+                    self.write(rows, values)
+                    file.unlink()
+                imported += len(rows)
+            except ChunkFileError as error:
+                refused.append(error)
+        if len(refused) == 1:
+            raise refused[0]
+        if refused:
+            problems = "; ".join(f"{error.file.name} {error.problem}" for error in refused)
+            raise ChunkFileError(refused[0].file.parent, f"holds {len(refused)} bad chunk files ({problems})")
+        return imported
+
+    def _chunk_file(self, rows: np.ndarray) -> Path:
+        return self.path / CHUNK_FILES_FOLDER / f"{_chunk_name(rows)}.npz"
+
+    def _save_chunk_file(self, rows: np.ndarray, outputs: dict[str, np.ndarray]) -> Path:
+        rows, values = self._checked_outputs(rows, outputs)
+        file = self._chunk_file(rows)
+        file.parent.mkdir(exist_ok=True)
+        temporary = file.with_name(f"{STAGING_PREFIX}{file.stem}-{socket.gethostname()}-{os.getpid()}-"
+                                   f"{os.urandom(4).hex()}.npz")
+        try:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, key=np.array(self.key), rows=rows.astype(np.int64),
+                         checksums=_row_checksums(values, np.arange(len(rows))),
+                         **{CHUNK_ARRAY_PREFIX + name: value for name, value in values.items()})
+                handle.flush()
+                os.fsync(handle.fileno())  # whole on disk before it has its name, for hosts reading it later
+            os.replace(temporary, file)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return file
+
+    def _read_chunk_file(self, file: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rows and arrays of a chunk file, each check a :class:`ChunkFileError` naming what is wrong."""
+        try:
+            with np.load(file, allow_pickle=False) as contents:
+                entries = {name: contents[name] for name in contents.files}
+        except PermissionError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            raise ChunkFileError(file, f"cannot be read ({error})") from None
+        expected = {"key", "rows", "checksums", *(CHUNK_ARRAY_PREFIX + name for name in self.schema)}
+        if set(entries) != expected:
+            raise ChunkFileError(file, f"holds {sorted(entries)}, a chunk file of this run holds {sorted(expected)}")
+        key = entries["key"]
+        if key.shape != () or key.dtype.kind != "U" or str(key) != self.key:
+            raise ChunkFileError(file, f"belongs to run {key}, not to run {self.key}")
+        rows = entries["rows"]
+        if (rows.ndim != 1 or rows.dtype.kind not in "iu" or not len(rows) or rows[0] < 0
+                or rows[-1] >= self.n_models or not np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows)))
+                or file.stem != _chunk_name(rows)):
+            raise ChunkFileError(file, f"holds rows {rows.tolist()[:10]}, not the chunk {file.stem} of rows "
+                                       f"in [0, {self.n_models})")
+        values = {}
+        for name, (shape, dtype) in self.schema.items():
+            value = entries[CHUNK_ARRAY_PREFIX + name]
+            if value.shape != (len(rows), *shape) or value.dtype != np.dtype(dtype):
+                raise ChunkFileError(file, f"holds {name} as {value.dtype} {value.shape}, the schema says "
+                                           f"{dtype} {(len(rows), *shape)}")
+            values[name] = value
+        checksums = entries["checksums"]
+        if checksums.shape != rows.shape or not np.array_equal(checksums, _row_checksums(values, np.arange(len(rows)))):
+            raise ChunkFileError(file, "is damaged: its arrays do not match their checksums")
+        return rows, values
+
+    def _next_chunk(self, chunk_size: int, claims: "_Claims", shard: int = 0, shards: int = 1) -> np.ndarray | None:
+        """Claim the first missing chunk (of the shard) that has no chunk file and no live claim;
+        None when there is none now."""
+        for rows in self.missing_chunks(chunk_size):
+            if (rows[0] // chunk_size) % shards != shard or claims.holds(rows) or self._chunk_file(rows).exists():
+                continue
+            if not claims.take(rows):
+                continue
+            # Its previous holder may have stored it and let go between our look and our claim.
+            done = np.load(self.path / "done.npy", mmap_mode="r")[rows]
+            if done.all() or self._chunk_file(rows).exists():
+                claims.release(rows)
+                continue
+            return rows
+        return None
+
+    @staticmethod
+    def _train_claimed_chunks(train_rows: Callable, workers: int, next_chunk: Callable[[], np.ndarray | None],
+                              deliver: Callable[[np.ndarray, dict], None]) -> int:
+        """Train the chunks ``next_chunk()`` claims until it has none, ``workers`` at once on threads
+        (in this thread when 1, so Ctrl-C stops the call at once); ``deliver`` each as it finishes.
+        Returns the models trained. When a call fails, no new chunk starts; the running ones are
+        delivered as they finish, then the error is raised."""
+        trained = 0
+        if workers == 1:
+            while (rows := next_chunk()) is not None:
+                deliver(rows, train_rows(rows))
+                trained += len(rows)
+            return trained
+        failure = None
+        with ThreadPoolExecutor(workers) as pool:
+            running = {}
+            while True:
+                while failure is None and len(running) < workers and (rows := next_chunk()) is not None:
+                    running[pool.submit(train_rows, rows)] = rows
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    rows = running.pop(future)
+                    try:
+                        arrays = future.result()
+                    except Exception as error:
+                        failure = failure or error
+                        continue
+                    deliver(rows, arrays)
+                    trained += len(rows)
+        if failure is not None:
+            raise failure
+        return trained
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Read-only memory maps of every schema array, checksums checked; the run must be complete."""
@@ -294,21 +515,108 @@ class Run:
         return done[_row_checksums(arrays, done) != stored]
 
 
-def _in_order(call: Callable, items: Iterable, workers: int) -> Iterator:
-    """``call(item)`` for each item, yielded in order, ``workers`` calls at a time on threads
-    (in this thread when 1, so Ctrl-C stops the call at once). Closed early (an error, Ctrl-C),
-    it drops the calls not yet started; those running finish and are discarded."""
-    if workers == 1:
-        yield from map(call, items)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending = [pool.submit(call, item) for item in items]
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _chunk_name(rows: np.ndarray) -> str:
+    return f"{int(rows[0])}-{int(rows[-1]) + 1}"
+
+
+class _Claims:
+    """This process's claims on chunks of one run (module docstring): taken one at a time, touched
+    by a background thread while held, released when stored or when the block ends."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.folder = run.path / CLAIMS_FOLDER
+        self.held: set[str] = set()
+        self._guard = threading.Lock()  # the heartbeat reads `held` while the trainer changes it
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._touch_held, name=f"claims {run.key}", daemon=True)
+
+    def __enter__(self) -> "_Claims":
+        self._heartbeat.start()
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self._stop.set()
+        self._heartbeat.join()
+        for name in list(self.held):
+            self._release(name)
+
+    def holds(self, rows: np.ndarray) -> bool:
+        return _chunk_name(rows) in self.held
+
+    def take(self, rows: np.ndarray) -> bool:
+        """Claim the chunk, taking over a claim whose holder is gone; False when a live process holds it."""
+        name = _chunk_name(rows)
+        self.folder.mkdir(exist_ok=True)
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                if self._take_over(self.folder / name):
+                    continue
+                return False
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}, handle)
+            with self._guard:
+                self.held.add(name)
+            return True
+        return False  # taken over, then claimed by another process first
+
+    def release(self, rows: np.ndarray) -> None:
+        self._release(_chunk_name(rows))
+
+    def _release(self, name: str) -> None:
+        with self._guard:
+            self.held.discard(name)
+        (self.folder / name).unlink(missing_ok=True)
+
+    def _take_over(self, claim: Path) -> bool:
+        """Delete ``claim`` if its holder is gone; the check is repeated under the run's lock so
+        that of two processes finding it abandoned, only one deletes it (the other would delete
+        the first one's fresh claim)."""
+        if not _claim_abandoned(claim):
+            return False
+        with FileLock(self.run.path / ".lock"):
+            if not _claim_abandoned(claim):
+                return False
+            claim.unlink(missing_ok=True)
+            return True
+
+    def _touch_held(self) -> None:
+        while not self._stop.wait(CLAIM_REFRESH_SECONDS):
+            with self._guard:
+                names = list(self.held)
+            for name in names:
+                try:
+                    os.utime(self.folder / name)
+                except FileNotFoundError:
+                    pass  # released meanwhile
+
+
+def _claim_abandoned(claim: Path) -> bool:
+    """Whether a claim's holder is gone: a dead process on this host, or untouched for
+    ``CLAIM_STALE_SECONDS``. A claim deleted meanwhile counts as abandoned (free to take)."""
+    try:
+        touched = claim.stat().st_mtime
+        holder = json.loads(claim.read_text() or "{}")
+    except FileNotFoundError:
+        return True
+    except ValueError:
+        holder = {}  # still being written, or not ours: judge by age
+    if isinstance(holder, dict) and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         try:
-            for future in pending:
-                yield future.result()
-        finally:
-            for future in pending:
-                future.cancel()
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError):
+            pass  # a live process of another user, or no pid at all: judge by age
+    return time.time() - touched > CLAIM_STALE_SECONDS
 
 
 class Store:
@@ -469,22 +777,44 @@ def _size_on_disk(path: Path) -> str:
         size /= 1024
 
 
+def _merge(run: Run) -> int:
+    """``merge``: import the run's chunk files; say how far the run got and which files were refused."""
+    done_before = run.n_models - len(run.missing())
+    try:
+        run.merge_chunk_files()
+        refused = None
+    except ChunkFileError as error:
+        refused = error
+    done = run.n_models - len(run.missing())
+    print(f"{run.key}: {done - done_before} model(s) newly done from chunk files; {done}/{run.n_models} done")
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.store",
-                                     description="List the runs in a result store, or repair a damaged one.")
+                                     description="List the runs in a result store, repair a damaged one, "
+                                                 "or merge the chunk files its shards wrote.")
     parser.add_argument("--root", help=f"store directory (default: ${DEFAULT_STORE_ENV} or ~/.cache/memsuite)")
     parser.add_argument("--verify", action="store_true", help="check every model's checksum (reads every array)")
-    commands = parser.add_subparsers(dest="command", metavar="{repair}")
+    commands = parser.add_subparsers(dest="command", metavar="{repair,merge}")
     repair_parser = commands.add_parser("repair", help="mark a run's damaged models missing, to be retrained")
     repair_parser.add_argument("key", help="the run's key (its folder name)")
+    merge_parser = commands.add_parser("merge", help="import the chunk files that `python -m harness.worker` "
+                                                     "shards wrote into the run, and delete them")
+    merge_parser.add_argument("key", help="the run's key (its folder name)")
     args = parser.parse_args(argv)
     store = Store(args.root)
-    if args.command == "repair":
+    if args.command in ("repair", "merge"):
         path = store.root / args.key
         if not (path / "done.npy").is_file():
             parser.error(f"{path} is not a run directory")
-        print(f"{args.key}: {repair(path)}")
-        return 0
+        if args.command == "repair":
+            print(f"{args.key}: {repair(path)}")
+            return 0
+        return _merge(Run(path))
     paths = store.run_paths()
     print(f"{store.root}: {len(paths)} run(s)")
     damaged = 0

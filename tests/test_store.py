@@ -1,4 +1,5 @@
-"""The result store: round trip, addressing, resumption after SIGKILL, sharing between processes."""
+"""The result store: round trip, addressing, resumption after SIGKILL, sharing between processes
+(each trains part of the run, no model twice)."""
 
 from __future__ import annotations
 
@@ -157,9 +158,10 @@ def test_sigkill_mid_fill_resumes_bit_identically(tmp_path):
     assert [path.name for path in root.iterdir()] == [run.key]  # no staging directory left behind
 
 
-def test_two_processes_train_each_model_once(tmp_path):
+def test_two_processes_share_the_chunks_and_train_each_model_once(tmp_path):
     root, log, go = tmp_path / "store", tmp_path / "trained.log", tmp_path / "go"
-    fillers = [start_filler(root, chunk_size=3, sleep=0.02, log=log, go=go, name=f"filler{i}")
+    # 0.2 s a chunk: long enough that the second process claims a chunk while the first trains one.
+    fillers = [start_filler(root, chunk_size=3, sleep=0.2, log=log, go=go, name=f"filler{i}")
                for i in range(2)]
     deadline = time.monotonic() + 30
     while not all(Path(f"{go}.filler{i}").exists() for i in range(2)) and time.monotonic() < deadline:
@@ -173,7 +175,8 @@ def test_two_processes_train_each_model_once(tmp_path):
 
     trained_rows = sorted(int(line) for line in log.read_text().split())
     assert trained_rows == list(range(N_MODELS))
-    assert sorted(int(trained) for trained, _, _ in results) == [0, N_MODELS]
+    trained = [int(count) for count, _, _ in results]
+    assert sum(trained) == N_MODELS and min(trained) > 0  # side by side, not taking turns
     assert all(complete == "True" for _, complete, _ in results)
     assert results[0][2] == results[1][2]  # both read the same arrays
     assert len(list(root.iterdir())) == 1  # the losing creator discarded its staging directory
