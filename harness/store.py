@@ -832,7 +832,9 @@ def main(argv: list[str] | None = None) -> int:
         label = " ".join(f"{field}={run.config[field]}" for field in ("name", "dataset", "model", "estimator")
                          if isinstance(run.config.get(field), (str, int, float)))
         done = run.n_models - len(run.missing())
-        print(f"{run.key}  {done:>6}/{run.n_models:<6} {_size_on_disk(run.path):>10}  {label}")
+        pending = len(run.chunk_files())
+        waiting = f"  ({pending} chunk file(s) to merge: `merge {run.key}`)" if pending else ""
+        print(f"{run.key}  {done:>6}/{run.n_models:<6} {_size_on_disk(run.path):>10}  {label}{waiting}")
     stale = store.stale_staging()
     if stale:
         print(f"{len(stale)} abandoned staging folder(s), swept when the next run is created: "

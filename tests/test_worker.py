@@ -70,12 +70,14 @@ def test_shards_then_merge_give_the_in_process_bytes_and_a_rerun_trains_nothing(
         assert merged[name].tobytes() == np.asarray(array).tobytes(), name
 
 
-def test_shards_split_the_chunks_by_index_and_a_fill_imports_their_files(tmp_path):
+def test_shards_split_the_chunks_by_index_and_a_fill_imports_their_files(tmp_path, capsys):
     run = Store(tmp_path).open(CONFIG, make_masks(), SCHEMA)
     trained = []
     assert run.train_shard(lambda rows: trained.append(rows.tolist()) or fake_train(rows), CHUNK, 1, 2,
                            progress=False) == 2 * CHUNK
     assert trained == [[3, 4, 5], [9, 10, 11]]  # chunks 1 and 3
+    store_module.main(["--root", str(tmp_path)])
+    assert "0/12" in (listing := capsys.readouterr().out) and "2 chunk file(s) to merge" in listing
     assert run.train_shard(fake_train, CHUNK, 1, 2, progress=False) == 0  # their files are there
     assert run.fill(fake_train, CHUNK, progress=False) == N_MODELS - 2 * CHUNK
     expected = reference_arrays(tmp_path / "reference", CHUNK)
