@@ -20,16 +20,16 @@ from __future__ import annotations
 import pytest
 
 from harness.claims.error_is_subpopulation import CLAIM, study
-from harness.experiments import Case
+from harness.experiments import REAL_IMAGES, Case
 from harness.profiles import FZ20_RATE
 
 
 def cases(profile):
     if profile.name == "smoke":
         return [Case("synthetic", "ridge", FZ20_RATE), Case("digits", "ridge", FZ20_RATE)]
-    # Images: the ridge family only (the approx-overestimates study they share, through the store).
-    return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
-            for family in ("ridge", "mlp")] + [Case(data, "ridge", FZ20_RATE) for data in ("mnist", "fashion-mnist")]
+    # The approx-overestimates study, shared through the store.
+    return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits", *REAL_IMAGES)
+            for family in ("ridge", "mlp")]
 
 
 @pytest.mark.claim(CLAIM)

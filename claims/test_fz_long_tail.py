@@ -12,13 +12,13 @@ from __future__ import annotations
 import pytest
 
 from harness.claims.fz_long_tail import CLAIM, study
-from harness.experiments import Case
+from harness.experiments import REAL_IMAGES, Case
 
 
 def cases(profile):
     # synthetic-classes: the class shapes the centres, so being a singleton does not make a point
     # atypical by construction (harness.experiments.SYNTHETIC_VARIANTS).
-    extra = [] if profile.name == "smoke" else ["synthetic-classes"]
+    extra = [] if profile.name == "smoke" else ["synthetic-classes", *REAL_IMAGES]
     return [Case(data, "mlp") for data in ["synthetic", "synthetic-noisy", *extra, "digits"]]
 
 

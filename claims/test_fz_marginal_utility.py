@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from harness.claims.fz_marginal_utility import CLAIM, study
-from harness.experiments import Case
+from harness.experiments import REAL_IMAGES, Case
 from harness.profiles import FZ20_RATE
 
 
@@ -20,7 +20,7 @@ def cases(profile):
     if profile.name == "smoke":
         return [Case("synthetic", "ridge", FZ20_RATE), Case("digits", "ridge", FZ20_RATE)]
     return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
-            for family in ("ridge", "mlp")] + [Case("synthetic", "ridge")]
+            for family in ("ridge", "mlp")] + [Case("synthetic", "ridge")] + [Case(data, "mlp", FZ20_RATE) for data in REAL_IMAGES]
 
 
 @pytest.mark.claim(CLAIM)

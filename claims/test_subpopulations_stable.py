@@ -13,11 +13,11 @@ from __future__ import annotations
 import pytest
 
 from harness.claims.subpopulations_stable import CLAIM, study
-from harness.experiments import Case
+from harness.experiments import REAL_IMAGES, Case
 
 
 def cases(profile):
-    return [Case(data, "embedding") for data in ("mnist", "fashion-mnist")]
+    return [Case(data, "embedding") for data in REAL_IMAGES]
 
 
 @pytest.mark.claim(CLAIM)

@@ -97,6 +97,9 @@ def load_or_skip(name: str, profile_name: str) -> Dataset:
 
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet")
+# The natural images a CPU profile runs the claims on: on disk here (MNIST from ../shared/data,
+# Fashion-MNIST from Debian's dataset-fashion-mnist); a case skips, saying where to get them, elsewhere.
+REAL_IMAGES = ("mnist", "fashion-mnist")
 EMBEDDING_MODEL, EMBEDDING_RECIPE = "pixel_mlp", "embedding"
 SUBSET_SEED, POOL_SEED = 0, 1
 

@@ -39,17 +39,8 @@ import numpy as np
 from harness import controls, image_plots, plots, stats
 from harness.experiments import approximation_error, load_or_skip, subpopulation_summary
 from harness.profiles import SIZE_BINS
-from harness.verdict import (
-    CaseReport,
-    ClaimResult,
-    Control,
-    Decision,
-    Statistic,
-    Threshold,
-    intersection_union,
-    margin_left,
-    undecidable,
-)
+from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
+                             margin_left, undecidable)
 
 CLAIM = "approx-overestimates"
 MARGIN = 0.05

@@ -26,16 +26,8 @@ from harness import controls, image_plots, plots, stats
 from harness.duplicates import find_near_duplicates
 from harness.experiments import approximation_error, load_or_skip, subpopulation_summary
 from harness.profiles import FZ20_HIGH_INFLUENCE
-from harness.verdict import (
-    CaseReport,
-    ClaimResult,
-    Control,
-    Decision,
-    Statistic,
-    Threshold,
-    intersection_union,
-    undecidable,
-)
+from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
+                             undecidable)
 
 CLAIM = "error-is-subpopulation"
 INFLUENCE_CUT = FZ20_HIGH_INFLUENCE

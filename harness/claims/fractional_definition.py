@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from harness import controls, estimators, plots, stats
-from harness.experiments import load_dataset, subsampled_scores
+from harness.experiments import load_or_skip, subsampled_scores
 from harness.null import with_relabelled_null
 from harness.profiles import FZ20_RATE
 from harness.verdict import INCONCLUSIVE, CaseReport, ClaimResult, Control, Decision, Statistic, Threshold
@@ -78,7 +78,7 @@ def decide(scores, real: np.ndarray, truth: np.ndarray, clusters: np.ndarray, se
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    base = load_dataset(case.data, profile.name)
+    base = load_or_skip(case.data, profile.name)
     null = with_relabelled_null(base, max(MIN_NULL_POINTS, round(NULL_SHARE * base.n_train)))
     all_scores, ensemble = subsampled_scores(null.dataset, case.spec(profile), FZ20_RATE, profile.subsampled_models,
                                              store, device, seed)

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from harness import controls, plots, stats
-from harness.experiments import load_dataset, subsampled_scores, training_points
+from harness.experiments import load_or_skip, subsampled_scores, training_points
 from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, SIZE_BINS
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Statistic, Threshold
 
@@ -76,7 +76,7 @@ def decide(scores, atypical: np.ndarray, points: stats.Points, seed: int = 0) ->
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    data = load_dataset(case.data, profile.name)
+    data = load_or_skip(case.data, profile.name)
     scores, ensemble = subsampled_scores(data, case.spec(profile), FZ20_RATE, profile.subsampled_models, store, device,
                                          seed)
     kinds = kinds_of_point(data)

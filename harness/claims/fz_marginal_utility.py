@@ -23,7 +23,7 @@ removal arms ``ARMS``, ``removal_models`` models each.
 from __future__ import annotations
 
 from harness import plots
-from harness.experiments import describe_scores, load_dataset, selection_scores
+from harness.experiments import describe_scores, load_or_skip, selection_scores
 from harness.profiles import FZ20_HIGH_INFLUENCE
 from harness.removal import CONTROL_ARM, removal_experiment
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, undecidable
@@ -54,7 +54,7 @@ def decide(utility) -> Decision:
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    data = load_dataset(case.data, profile.name)
+    data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
     utility = removal_experiment(data, spec, scores, MEMORIZATION_THRESHOLD, profile.removal_models, store, device,

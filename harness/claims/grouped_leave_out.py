@@ -41,7 +41,7 @@ import pandas as pd
 
 from harness import plots, stats
 from harness.ensemble import train_ensemble
-from harness.experiments import load_dataset, loo_scores, pick_targets, subsampled_scores
+from harness.experiments import load_or_skip, loo_scores, pick_targets, subsampled_scores
 from harness.grouped import grouped_plan, grouped_scores
 from harness.profiles import FZ20_RATE, SIZE_BINS, size_bin
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, absolute_value
@@ -99,7 +99,7 @@ def exact_reference(data, spec, profile, store, device, seed=0):
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    data = load_dataset(case.data, profile.name)
+    data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     exact, exact_models, models_per_target = exact_reference(data, spec, profile, store, device, seed)
     grouped = grouped_plan(data, exact.points, models_per_target)

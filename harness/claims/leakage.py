@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, plots
-from harness.experiments import describe_scores, load_dataset, selection_scores
+from harness.experiments import describe_scores, load_or_skip, selection_scores
 from harness.leakage import copy_weights_matching_clean_mix, detect_near_duplicates, plant_near_duplicates
 from harness.profiles import FZ20_HIGH_INFLUENCE
 from harness.removal import marginal_utility, select_above
@@ -109,7 +109,7 @@ def leaked_split(data):
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    data = load_dataset(case.data, profile.name)
+    data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     # Scores depend on the training split only, which planting leaves unchanged.
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, plots
-from harness.experiments import describe_scores, load_dataset, selection_scores
+from harness.experiments import describe_scores, load_or_skip, selection_scores
 from harness.profiles import FZ20_HIGH_INFLUENCE
 from harness.removal import marginal_utility, select_above
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, intersection_union, undecidable
@@ -91,7 +91,7 @@ def decide(utility) -> Decision:
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    data = load_dataset(case.data, profile.name)
+    data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     singleton = data.group_size_train == 1
     mislabeled = (data.mislabeled_train if data.mislabeled_train is not None

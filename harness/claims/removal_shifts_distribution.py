@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, plots, stats
-from harness.experiments import describe_scores, load_dataset, selection_scores
+from harness.experiments import describe_scores, load_or_skip, selection_scores
 from harness.profiles import FZ20_HIGH_INFLUENCE, size_bin
 from harness.removal import removal_experiment
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, undecidable
@@ -105,7 +105,7 @@ def subpopulation_summary(utility):
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    data = load_dataset(case.data, profile.name)
+    data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
     models = profile.removal_models

@@ -37,19 +37,10 @@ import numpy as np
 import pandas as pd
 
 from harness import controls, plots, stats
-from harness.experiments import approximation_error, load_dataset
+from harness.experiments import approximation_error, load_or_skip
 from harness.profiles import MIN_MODELS_OUT, RATE_MODEL_BUDGET, SIZE_BINS
-from harness.verdict import (
-    CaseReport,
-    ClaimResult,
-    Control,
-    Decision,
-    Statistic,
-    Threshold,
-    intersection_union,
-    margin_left,
-    undecidable,
-)
+from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
+                             margin_left, undecidable)
 
 CLAIM = "sampling-rate-bias"
 MARGIN = 0.05
@@ -151,7 +142,7 @@ def bias_figure(bias: pd.DataFrame, title: str):
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    data = load_dataset(case.data, profile.name)
+    data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     planned = {rate: models_at(rate, case.family, profile) for rate in profile.sampling_rates}
     resolvable = [rate for rate, models in planned.items() if models is not None]

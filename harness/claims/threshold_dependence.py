@@ -46,19 +46,11 @@ import numpy as np
 import pandas as pd
 
 from harness import plots, stats
-from harness.experiments import describe_scores, load_dataset, selection_scores
+from harness.experiments import describe_scores, load_or_skip, selection_scores
 from harness.profiles import SIZE_BINS, size_bin
 from harness.removal import marginal_utility, random_selections, select_above
-from harness.verdict import (
-    CaseReport,
-    ClaimResult,
-    Control,
-    Decision,
-    Statistic,
-    Threshold,
-    absolute_value,
-    undecidable,
-)
+from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, absolute_value,
+                             undecidable)
 
 CLAIM = "threshold-dependence"
 MATERIAL_CHANGE = 1.96 * np.sqrt(2) * 0.0020
@@ -128,7 +120,7 @@ def share_statistic(name: str, members: int, total: int, note: str) -> Statistic
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
-    data = load_dataset(case.data, profile.name)
+    data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
     selections = {theta: select_above(scores, theta) for theta in profile.removal_thresholds}
