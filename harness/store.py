@@ -609,14 +609,24 @@ def _claim_abandoned(claim: Path) -> bool:
         return True
     except ValueError:
         holder = {}  # still being written, or not ours: judge by age
-    if isinstance(holder, dict) and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, OverflowError):
-            pass  # a live process of another user, or no pid at all: judge by age
-    return time.time() - touched > CLAIM_STALE_SECONDS
+    if not isinstance(holder, dict):
+        holder = {}
+    return _process_gone(holder.get("host"), holder.get("pid")) is True or \
+        time.time() - touched > CLAIM_STALE_SECONDS
+
+
+def _process_gone(host, pid) -> bool | None:
+    """Whether process ``pid`` of ``host`` has ended: known only on this host (None elsewhere,
+    for a pid that is not an int, or for a live process of another user)."""
+    if host != socket.gethostname() or isinstance(pid, bool) or not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return None
+    return False
 
 
 class Store:
@@ -701,16 +711,13 @@ class Store:
 
 
 def _abandoned(staging: Path) -> bool:
-    try:
-        head, pid, _ = staging.name.rsplit("-", 2)
-        host = head[len(STAGING_PREFIX) + KEY_LENGTH + 1:]
-        if host == socket.gethostname():
-            os.kill(int(pid), 0)  # raises ProcessLookupError once the creator is gone
-            return False
-    except ProcessLookupError:
-        return True
-    except (ValueError, PermissionError):
-        pass  # not our naming, or a live process of another user: judge by age
+    """Whether a staging folder's creator is gone (its name carries host and pid; see
+    ``Store._create``), judged by age where that cannot be known."""
+    head, _, pid = staging.name.rpartition("-")[0].rpartition("-")  # drop the random suffix
+    host = head[len(STAGING_PREFIX) + KEY_LENGTH + 1:]
+    gone = _process_gone(host, int(pid) if pid.isdigit() else None)
+    if gone is not None:
+        return gone
     return time.time() - staging.stat().st_mtime > STALE_STAGING_SECONDS
 
 
