@@ -41,7 +41,7 @@ import copy
 import math
 import threading
 from dataclasses import asdict, dataclass, replace
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -178,11 +178,23 @@ MODELS = {
 }
 
 
-def build(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """A freshly initialised model from :data:`MODELS` (initialised from torch's global RNG)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name](num_classes, in_channels, image_size)
+ModelBuilder = Callable[[int, int, int], nn.Module]
+"""``builder(num_classes, in_channels, image_size)``: a freshly initialised model."""
+
+
+def build(model: str | ModelBuilder, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """A freshly initialised model (initialised from torch's global RNG): ``model`` names one of
+    :data:`MODELS`, or is a builder of one's own (see :data:`ModelBuilder`)."""
+    if callable(model):
+        return model(num_classes, in_channels, image_size)
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    return MODELS[model](num_classes, in_channels, image_size)
+
+
+def model_label(model: str | ModelBuilder) -> str:
+    """How progress bars and errors name ``model``."""
+    return model if isinstance(model, str) else getattr(model, "__name__", type(model).__name__)
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,7 +275,7 @@ def _check_inputs(dataset: Dataset, masks: np.ndarray, seeds) -> tuple[np.ndarra
     return checked_masks(masks, dataset.n_train, seeds), seeds
 
 
-def train_conv_ensemble(model_name: str, dataset: Dataset, masks: np.ndarray, seeds,
+def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds,
                         recipe: Recipe, device: str | torch.device = "cpu",
                         augment: DeviceAugment | None = None,
                         progress: bool = True) -> dict[str, np.ndarray]:
@@ -278,7 +290,7 @@ def train_conv_ensemble(model_name: str, dataset: Dataset, masks: np.ndarray, se
     """
     masks, seeds = _check_inputs(dataset, masks, seeds)
     device = torch.device(device)
-    fitted = _fit(model_name, dataset, masks, seeds, recipe, device, augment, progress)
+    fitted = _fit(model, dataset, masks, seeds, recipe, device, augment, progress)
 
     def logits_of_one(p, b, x):
         return functional_call(fitted.skeleton, (p, b), (x,)).float()
@@ -319,7 +331,7 @@ class _Fitted:
 _GLOBAL_RNG = threading.Lock()
 
 
-def _fit(model_name: str, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
+def _fit(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
          device: torch.device, augment: DeviceAugment | None, progress: bool) -> _Fitted:
     """The training loop of :func:`train_conv_ensemble` (module docstring); models left in eval mode."""
     on_cuda = device.type == "cuda"
@@ -330,7 +342,7 @@ def _fit(model_name: str, dataset: Dataset, masks: np.ndarray, seeds: list[int],
     for seed in seeds:
         with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed(_stream_seed(seed, 0))
-            models.append(build(model_name, dataset.num_classes, channels, height))
+            models.append(build(model, dataset.num_classes, channels, height))
     params, buffers = stack_module_state([m.to(device) for m in models])
     skeleton = copy.deepcopy(models[0]).to("meta")
     del models
@@ -352,7 +364,7 @@ def _fit(model_name: str, dataset: Dataset, masks: np.ndarray, seeds: list[int],
     if progress:
         from tqdm.auto import tqdm
 
-        epochs = tqdm(epochs, desc=f"{model_name} x{n_models}", unit="epoch")
+        epochs = tqdm(epochs, desc=f"{model_label(model)} x{n_models}", unit="epoch")
     skeleton.train()
     for epoch in epochs:
         # Row k: model k's batches for this epoch, its own permutation wrapped to equal length.
@@ -388,7 +400,7 @@ def _fit(model_name: str, dataset: Dataset, masks: np.ndarray, seeds: list[int],
         diverged = np.flatnonzero(~torch.isfinite(epoch_loss).numpy())
         if len(diverged):
             k = int(diverged[0])
-            raise TrainingDiverged(f"{model_name} (seed {seeds[k]}, model {k} of {n_models}) "
+            raise TrainingDiverged(f"{model_label(model)} (seed {seeds[k]}, model {k} of {n_models}) "
                                    f"diverged in epoch {epoch + 1} of {recipe.epochs}: loss "
                                    f"{epoch_loss[k].item()} with {recipe}")
     skeleton.eval()
