@@ -3,8 +3,10 @@
 ``train_ensemble`` keys the run by (data fingerprint, family spec, plan, seed) in the
 store, trains only the models not yet complete (in fixed chunks of ``models_per_pass``,
 so an interrupted run resumes with bit-identical results) and returns an :class:`Ensemble`
-that reads the stored arrays. Several processes asking for the same run share its chunks, each
-model trained once (``harness.store``); ``harness.worker`` trains a shard of it on another host.
+that reads the stored arrays. Where the chunks train (threads of this process, or Ray tasks on
+a cluster) is ``harness.executors``'s choice; the bytes are the same. Several processes asking
+for the same run share its chunks, each model trained once (``harness.store``);
+``harness.worker`` trains a shard of it on another host.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness import executors
 from harness.data import Dataset
 from harness.masks import MaskPlan
 from harness.store import Run, Store
@@ -86,14 +89,14 @@ def check_inputs(dataset: Dataset, spec, plan: MaskPlan, seed) -> None:
 
 
 def train_ensemble(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: int = 0,
-                   device: str = "cpu", progress: bool = True) -> Ensemble:
+                   device: str = "cpu", progress: bool = True,
+                   executor: executors.Executor | str | None = None) -> Ensemble:
+    """The run's ensemble, its missing chunks trained first where ``executor`` says (``local``
+    or ``ray``; None: the default ``harness.executors.configure`` set)."""
     run = open_run(dataset, spec, plan, store, seed)
-    train_pass = pass_trainer(dataset, spec, plan.masks, plan.seeds(seed), device)
-    with torch_threads(THREADS_PER_PASS):
-        trained = run.fill(train_pass, chunk_size=spec.models_per_pass, progress=progress,
-                           workers=pass_workers(run.missing_chunks(spec.models_per_pass), device),
-                           desc=f"{spec.family} on {dataset.name} ({plan.kind})")
-    return Ensemble(dataset, spec, plan, run.arrays(), trained, run.key)
+    filled = executors.fill(run, dataset, spec, plan.masks, plan.seeds(seed), device, executor, progress,
+                            desc=f"{spec.family} on {dataset.name} ({plan.kind})")
+    return Ensemble(dataset, spec, plan, run.arrays(), filled.trained, run.key)
 
 
 def open_run(dataset: Dataset, spec, plan: MaskPlan, store: Store, seed: int = 0) -> Run:
