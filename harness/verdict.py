@@ -42,10 +42,10 @@ from typing import NamedTuple
 SUPPORTED, REFUTED, INCONCLUSIVE = "supported", "refuted", "inconclusive"
 DIRECTIONS = ("above", "below")
 
-# Distributions whose versions are recorded with every result (memsuite is this harness), so a
+# Distributions whose versions are recorded with every result (pytest-memorization, this harness), so a
 # report says what produced it.
 _RECORDED_DISTRIBUTIONS = (
-    "memsuite", "torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", "matplotlib",
+    "pytest-memorization", "torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", "matplotlib",
 )
 
 # Keys that to_dict or the report writer derive; from_dict accepts and ignores them.
