@@ -416,22 +416,75 @@ def channel_mean_std(x_uint8: torch.Tensor, chunk: int = 4096) -> tuple[list[flo
     return mean.tolist(), std.tolist()
 
 
+class Normalization:
+    """``(x / 255 - mean) / std`` per channel of uint8 images, its constants device tensors.
+
+    Built once per pass: the constants are checked on the host here, so applying it never
+    waits for the device (a check of device values, like ``(std <= 0).any()``, is a host sync).
+    ``repeat`` tiles the constants for ``repeat`` images stacked along the channels (channel
+    ``k C + c`` is channel c of image k), the layout of :mod:`harness.stacked`.
+    """
+
+    def __init__(self, mean, std, device: str | torch.device = "cpu", repeat: int = 1):
+        mean, std = [float(m) for m in mean], [float(s) for s in std]
+        if len(mean) != len(std) or not mean:
+            raise ValueError(f"mean and std need one value per channel each, got {len(mean)} and {len(std)}")
+        if not all(s > 0 for s in std):  # also refuses NaN
+            raise ValueError(f"std must be positive, got {std}")
+        self.channels = len(mean)
+        self.mean = torch.tensor(mean * repeat, dtype=torch.float32, device=device)
+        self.std = torch.tensor(std * repeat, dtype=torch.float32, device=device)
+
+    def channels_last(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(..., C)`` (channels last) to normalised float32 of the same shape."""
+        return (x_uint8.float() / 255.0 - self.mean) / self.std
+
+    def __call__(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(..., C, H, W)`` to normalised float32 of the same shape."""
+        return (x_uint8.float() / 255.0 - self.mean[:, None, None]) / self.std[:, None, None]
+
+
 def normalize(x_uint8: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 images ``(..., C, H, W)`` to float32 ``(x / 255 - mean) / std`` per channel.
 
-    ``mean`` and ``std`` are per-channel values on the [0, 1] scale.
+    ``mean`` and ``std`` are per-channel values on the [0, 1] scale. For many batches with
+    the same constants build one :class:`Normalization` instead.
     """
     if x_uint8.dtype != torch.uint8:
         raise ValueError(f"normalize expects uint8 images, got {x_uint8.dtype}")
     channels = x_uint8.shape[-3]
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=x_uint8.device).reshape(-1, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=x_uint8.device).reshape(-1, 1, 1)
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"mean and std need one value per channel ({channels}), "
                          f"got {len(mean)} and {len(std)}")
-    if (std <= 0).any():
-        raise ValueError("std must be positive")
-    return (x_uint8.float() / 255.0 - mean) / std
+    return Normalization(mean, std, x_uint8.device)(x_uint8)
+
+
+def gather_images(x_hwc: torch.Tensor, indices: torch.Tensor, flips: torch.Tensor | None = None,
+                  shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Images ``x_hwc[indices]`` flipped and translated as :class:`DeviceAugment` does, in one
+    gather of the uint8 pixels (augmenting before normalising moves a quarter of the bytes).
+
+    ``x_hwc`` is ``(n, H, W, C)`` uint8, ``indices`` ``(B, K)`` (K images for each of B rows,
+    one per model of a stacked ensemble); ``flips`` ``(B, K)`` bool and ``shifts``
+    ``(B, K, 2)`` (dy, dx) or None. Returns the images ``(B, H, W, K, C)`` and, with
+    ``shifts``, where they hold pixels ``(B, H, W, K, 1)`` bool: the rest is the translation's
+    zero padding, which is zero *after* normalising (the data-set mean), so the caller sets it
+    there (``torch.where(valid, z, 0)``).
+    """
+    _, height, width, _ = x_hwc.shape
+    device = x_hwc.device
+    rows = torch.arange(height, device=device)[None, :, None]   # (1, H, 1): (B, H, K) with shifts
+    cols = torch.arange(width, device=device)[None, :, None]    # (1, W, 1)
+    valid = None
+    if shifts is not None:
+        rows = rows + shifts[..., 0][:, None, :]
+        cols = cols + shifts[..., 1][:, None, :]
+        valid = (((rows >= 0) & (rows < height))[:, :, None, :]
+                 & ((cols >= 0) & (cols < width))[:, None, :, :])[..., None]
+        rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
+    if flips is not None:
+        cols = torch.where(flips[:, None, :], width - 1 - cols, cols)
+    return x_hwc[indices[:, None, None, :], rows[:, :, None, :], cols[:, None, :, :]], valid
 
 
 class DeviceAugment:

@@ -50,7 +50,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from harness.data import Dataset
-from harness.images import DeviceAugment, channel_mean_std, normalize
+from harness.images import DeviceAugment, Normalization, channel_mean_std, gather_images, normalize
 from harness.masks import checked_masks
 from harness.train import TrainingDiverged, output_schema, triangular_lr
 
@@ -251,6 +251,23 @@ RECIPES = {
 # ---------------------------------------------------------------------------------------
 # Ensemble training
 
+# How K models train side by side (module docstring): "vmap" maps one model's functional call
+# over their stacked weights; "stacked" trains them as one network, stacked along the channels
+# (harness.stacked); "loop" trains each as a plain nn.Module, one after another (the reference,
+# and the fallback for models neither of the others can hold). "auto": "stacked" for the conv
+# nets it holds, "vmap" for the rest (pixel_mlp among them, so its results stay as stored).
+PATHS = ("auto", "vmap", "stacked", "loop")
+STACKED_MODELS = ("small_cnn", *VGG_PRESET_WIDTHS)
+
+
+def resolve_path(model: str | ModelBuilder, path: str = "auto") -> str:
+    """The path ``path`` names for ``model``: ``"auto"`` resolved, the others checked."""
+    if path not in PATHS:
+        raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
+    if path == "auto":
+        return "vmap"
+    return path
+
 
 def _stream_seed(seed: int, stream: int) -> int:
     """An independent seed for one use (``stream``) of a model's ``seed``."""
@@ -278,33 +295,30 @@ def _check_inputs(dataset: Dataset, masks: np.ndarray, seeds) -> tuple[np.ndarra
 def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds,
                         recipe: Recipe, device: str | torch.device = "cpu",
                         augment: DeviceAugment | None = None,
-                        progress: bool = True) -> dict[str, np.ndarray]:
+                        progress: bool = True, path: str = "auto") -> dict[str, np.ndarray]:
     """Train K models, model k on the training points in ``masks[k]`` from ``seeds[k]``.
 
     Returns ``train_margin`` (K, n_train), ``test_margin`` (K, n_test), ``train_spp``
     (K, n_train), all float32, and ``final_loss`` (K,) float32, each model's mean training loss
     over its last epoch. Inputs are normalised with the per-channel statistics of the whole
-    training split (the same constants for every model). On CUDA the forward pass runs in
-    bfloat16 autocast with channels-last inputs; evaluation always runs in float32.
+    training split (the same constants for every model). ``path`` (:data:`PATHS`) says how the
+    K models train side by side; every path trains the same models (same seeds, batches,
+    augmentations and recipe), equal up to floating-point rounding. On CUDA the forward pass
+    runs in bfloat16 autocast with channels-last inputs; evaluation always runs in float32.
     Raises ``TrainingDiverged`` on a NaN or infinite loss.
     """
     masks, seeds = _check_inputs(dataset, masks, seeds)
-    device = torch.device(device)
-    fitted = _fit(model, dataset, masks, seeds, recipe, device, augment, progress)
-
-    def logits_of_one(p, b, x):
-        return functional_call(fitted.skeleton, (p, b), (x,)).float()
-
-    evaluate = vmap(logits_of_one, in_dims=(0, 0, None))
+    fitted = _fit(model, dataset, masks, seeds, recipe, torch.device(device), augment, progress, path)
     results = {}
     with torch.no_grad():
-        for split, x_all, y_all in (("train", dataset.x_train, dataset.y_train),
-                                    ("test", dataset.x_test, dataset.y_test)):
-            x_all, y_all = x_all.to(device), y_all.to(device)
+        for split, x_all, y_all in (("train", fitted.setup.x_train, fitted.setup.y_train),
+                                    ("test", None, dataset.y_test)):
+            if x_all is None:
+                x_all = _channels_last_images(dataset.x_test, fitted.setup.device)
+            y_all = y_all.to(fitted.setup.device)
             margins, spps = [], []
             for start in range(0, len(y_all), recipe.batch_size):
-                logits = evaluate(fitted.params, fitted.buffers,
-                                  normalize(x_all[start:start + recipe.batch_size], fitted.mean, fitted.std))
+                logits = fitted.logits(x_all[start:start + recipe.batch_size])
                 margin, spp = _margins_and_spp(logits, y_all[start:start + recipe.batch_size])
                 margins.append(margin); spps.append(spp)
             results[f"{split}_margin"] = torch.cat(margins, dim=1).cpu().numpy().astype(np.float32)
@@ -314,16 +328,9 @@ def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.n
     return results
 
 
-@dataclass(frozen=True, eq=False)
-class _Fitted:
-    """K trained models: a weightless skeleton, their stacked weights, the input normalisation."""
-
-    skeleton: nn.Module
-    params: dict
-    buffers: dict
-    mean: list[float]
-    std: list[float]
-    final_loss: torch.Tensor
+def _channels_last_images(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 ``(n, C, H, W)`` as ``(n, H, W, C)`` on ``device``: the pass's one layout conversion."""
+    return x.to(device).permute(0, 2, 3, 1).contiguous()
 
 
 # Passes may train side by side on threads (harness.ensemble.torch_threads); torch's global
@@ -331,80 +338,208 @@ class _Fitted:
 _GLOBAL_RNG = threading.Lock()
 
 
-def _fit(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
-         device: torch.device, augment: DeviceAugment | None, progress: bool) -> _Fitted:
-    """The training loop of :func:`train_conv_ensemble` (module docstring); models left in eval mode."""
-    on_cuda = device.type == "cuda"
-    n_models, batch = len(seeds), recipe.batch_size
-    _, channels, height, width = dataset.x_train.shape
+class _Setup:
+    """What every path of one pass shares: the per-seed models, the data on the device, the
+    normalisation, each model's generator and members, the steps and learning rates."""
 
-    models = []
-    for seed in seeds:
-        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_stream_seed(seed, 0))
-            models.append(build(model, dataset.num_classes, channels, height))
-    params, buffers = stack_module_state([m.to(device) for m in models])
-    skeleton = copy.deepcopy(models[0]).to("meta")
-    del models
+    def __init__(self, model, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
+                 device: torch.device, augment: DeviceAugment | None):
+        self.model, self.seeds, self.recipe, self.device, self.augment = model, seeds, recipe, device, augment
+        self.on_cuda = device.type == "cuda"
+        if self.on_cuda:
+            # cuDNN picks its fastest kernels per shape; a pass has few shapes, all reused.
+            torch.backends.cudnn.benchmark = True
+        _, self.channels, height, _ = dataset.x_train.shape
+        self.models = []
+        for seed in seeds:
+            with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_stream_seed(seed, 0))
+                self.models.append(build(model, dataset.num_classes, self.channels, height))
+        x_train = dataset.x_train.to(device)
+        # On the NCHW copy, as before: float sums in another memory order round differently.
+        self.mean, self.std = channel_mean_std(x_train)
+        self.x_train = x_train.permute(0, 2, 3, 1).contiguous()
+        del x_train
+        self.y_train = dataset.y_train.to(device)
+        self.normalization = Normalization(self.mean, self.std, device)
+        self.members = [torch.from_numpy(np.flatnonzero(row)) for row in masks]
+        self.generators = [torch.Generator().manual_seed(_stream_seed(seed, 1)) for seed in seeds]
+        self.batch = recipe.batch_size
+        self.steps_per_epoch = math.ceil(max(len(m) for m in self.members) / self.batch)
+        self.learning_rates = recipe.learning_rates(recipe.epochs * self.steps_per_epoch).tolist()
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.on_cuda)
 
-    def loss_of_one(p, b, x, y):
-        return F.cross_entropy(functional_call(skeleton, (p, b), (x,)).float(), y)
-
-    x_train, y_train = dataset.x_train.to(device), dataset.y_train.to(device)
-    mean, std = channel_mean_std(x_train)
-    members = [torch.from_numpy(np.flatnonzero(row)) for row in masks]
-    generators = [torch.Generator().manual_seed(_stream_seed(seed, 1)) for seed in seeds]
-    steps_per_epoch = math.ceil(max(len(m) for m in members) / batch)
-    learning_rates = recipe.learning_rates(recipe.epochs * steps_per_epoch)
-    optimizer = torch.optim.SGD(params.values(), lr=float(learning_rates[0]),
-                                momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda)
-
-    epochs = range(recipe.epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        epochs = tqdm(epochs, desc=f"{model_label(model)} x{n_models}", unit="epoch")
-    skeleton.train()
-    for epoch in epochs:
-        # Row k: model k's batches for this epoch, its own permutation wrapped to equal length.
-        positions = torch.arange(steps_per_epoch * batch)
+    def epoch_plan(self, ks) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Models ``ks``' batches for the next epoch, each its own permutation wrapped to equal
+        length, and their augmentations: order ``(len(ks), steps B)``, flips, shifts (``, 2``)."""
+        positions = torch.arange(self.steps_per_epoch * self.batch)
         order, flips, shifts = [], [], []
-        for mine, generator in zip(members, generators):
+        for k in ks:
+            mine, generator = self.members[k], self.generators[k]
             order.append(mine[torch.randperm(len(mine), generator=generator)][positions % len(mine)])
-            if augment is not None:
-                flip, shift = augment.draw(len(positions), generator)
+            if self.augment is not None:
+                flip, shift = self.augment.draw(len(positions), generator)
                 flips.append(flip); shifts.append(shift)
-        order = torch.stack(order).to(device)
-        if augment is not None:
-            flips, shifts = torch.stack(flips).to(device), torch.stack(shifts).to(device)
-        epoch_loss = torch.zeros(n_models, device=device)
-        for step in range(steps_per_epoch):
-            in_batch = slice(step * batch, (step + 1) * batch)
-            indices = order[:, in_batch]
-            x = normalize(x_train[indices.reshape(-1)], mean, std)
-            if augment is not None:
-                x = augment.apply(x, flips[:, in_batch].reshape(-1), shifts[:, in_batch].reshape(-1, 2))
-            if on_cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            for group in optimizer.param_groups:
-                group["lr"] = float(learning_rates[epoch * steps_per_epoch + step])
-            with autocast:
-                losses = vmap(loss_of_one)(params, buffers, x.unflatten(0, (n_models, batch)),
-                                           y_train[indices])
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            optimizer.step()
-            epoch_loss += losses.detach()
-        epoch_loss = (epoch_loss / steps_per_epoch).cpu()
+        order = torch.stack(order).to(self.device, non_blocking=True)
+        if self.augment is None:
+            return order, None, None
+        flips = torch.stack(flips).to(self.device, non_blocking=True) if self.augment.flip else None
+        shifts = torch.stack(shifts).to(self.device, non_blocking=True) if self.augment.translate else None
+        return order, flips, shifts
+
+    def inputs(self, indices, flips, shifts) -> torch.Tensor:
+        """Normalised, augmented float images ``(B, H, W, K, C)`` for ``indices`` ``(B, K)``."""
+        x, valid = gather_images(self.x_train, indices, flips, shifts)
+        x = self.normalization.channels_last(x)
+        return x if valid is None else torch.where(valid, x, 0.0)
+
+    def plain_inputs(self, indices, flips, shifts) -> torch.Tensor:
+        """:meth:`inputs` for a flat list of ``indices`` as one NCHW batch (vmap and loop paths)."""
+        x = self.inputs(indices[:, None], None if flips is None else flips[:, None],
+                        None if shifts is None else shifts[:, None]).squeeze(3).permute(0, 3, 1, 2)
+        # Channels-last on CUDA (free: the gather made it); NCHW on CPU, as the stored runs had.
+        return x if self.on_cuda else x.contiguous()
+
+    def set_lr(self, optimizer, step: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = self.learning_rates[step]
+
+    def raise_if_diverged(self, epoch_loss: torch.Tensor, epoch: int, ks) -> None:
         diverged = np.flatnonzero(~torch.isfinite(epoch_loss).numpy())
         if len(diverged):
-            k = int(diverged[0])
-            raise TrainingDiverged(f"{model_label(model)} (seed {seeds[k]}, model {k} of {n_models}) "
-                                   f"diverged in epoch {epoch + 1} of {recipe.epochs}: loss "
-                                   f"{epoch_loss[k].item()} with {recipe}")
-    skeleton.eval()
-    return _Fitted(skeleton, params, buffers, mean, std, epoch_loss)
+            k = ks[int(diverged[0])]
+            raise TrainingDiverged(f"{model_label(self.model)} (seed {self.seeds[k]}, model {k} of "
+                                   f"{len(self.seeds)}) diverged in epoch {epoch + 1} of {self.recipe.epochs}: "
+                                   f"loss {epoch_loss[int(diverged[0])].item()} with {self.recipe}")
+
+    def epochs(self, progress: bool, label: str):
+        if not progress:
+            return range(self.recipe.epochs)
+        from tqdm.auto import tqdm
+
+        return tqdm(range(self.recipe.epochs), desc=label, unit="epoch")
+
+
+class _Fitted:
+    """K trained models (in eval mode) of one path: logits on uint8 ``(n, H, W, C)`` batches."""
+
+    setup: _Setup
+    final_loss: torch.Tensor
+
+    def logits(self, x_hwc: torch.Tensor) -> torch.Tensor:
+        """Logits ``(K, n, classes)`` float32."""
+        raise NotImplementedError
+
+    def state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        """Each model's weights and buffers, as its own module's ``state_dict`` names them."""
+        raise NotImplementedError
+
+
+def _fit(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
+         device: torch.device, augment: DeviceAugment | None, progress: bool, path: str = "auto") -> _Fitted:
+    """The training loop of :func:`train_conv_ensemble` on ``path`` (module docstring)."""
+    path = resolve_path(model, path)
+    setup = _Setup(model, dataset, masks, seeds, recipe, device, augment)
+    label = f"{model_label(model)} x{len(seeds)} ({path})"
+    if path == "stacked":
+        raise NotImplementedError("the stacked path")
+    return {"vmap": _VmapFitted, "loop": _LoopFitted}[path](setup, progress, label)
+
+
+class _LoopFitted(_Fitted):
+    """Each model trained alone as a plain ``nn.Module``, one after another."""
+
+    def __init__(self, setup: _Setup, progress: bool, label: str):
+        self.setup, recipe = setup, setup.recipe
+        steps, batch = setup.steps_per_epoch, setup.batch
+        self.final_loss = torch.zeros(len(setup.models))
+        for k, model in enumerate(setup.models):
+            model.to(setup.device).train()
+            if setup.on_cuda:
+                model.to(memory_format=torch.channels_last)
+            optimizer = torch.optim.SGD(model.parameters(), lr=setup.learning_rates[0], momentum=recipe.momentum,
+                                        weight_decay=recipe.weight_decay)
+            for epoch in setup.epochs(progress, f"{label} model {k}"):
+                order, flips, shifts = setup.epoch_plan([k])
+                epoch_loss = torch.zeros((), device=setup.device)
+                for step in range(steps):
+                    in_batch = slice(step * batch, (step + 1) * batch)
+                    indices = order[0, in_batch]
+                    x = setup.plain_inputs(indices, None if flips is None else flips[0, in_batch],
+                                           None if shifts is None else shifts[0, in_batch])
+                    setup.set_lr(optimizer, epoch * steps + step)
+                    with setup.autocast:
+                        loss = F.cross_entropy(model(x).float(), setup.y_train[indices])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    epoch_loss += loss.detach()
+                epoch_loss = (epoch_loss / steps).cpu()[None]
+                setup.raise_if_diverged(epoch_loss, epoch, [k])
+            self.final_loss[k] = epoch_loss[0]
+            model.eval()
+        self.models = setup.models
+
+    def logits(self, x_hwc):
+        x = self.setup.normalization(x_hwc.permute(0, 3, 1, 2))
+        x = x if self.setup.on_cuda else x.contiguous()
+        return torch.stack([model(x).float() for model in self.models])
+
+    def state_dicts(self):
+        return [model.state_dict() for model in self.models]
+
+
+class _VmapFitted(_Fitted):
+    """The models' weights stacked along a leading axis, one model's functional call vmapped."""
+
+    def __init__(self, setup: _Setup, progress: bool, label: str):
+        self.setup, recipe = setup, setup.recipe
+        n_models, steps, batch = len(setup.models), setup.steps_per_epoch, setup.batch
+        params, buffers = stack_module_state([m.to(setup.device) for m in setup.models])
+        skeleton = copy.deepcopy(setup.models[0]).to("meta")
+        self.template = copy.deepcopy(setup.models[0]).to("cpu")
+
+        def loss_of_one(p, b, x, y):
+            return F.cross_entropy(functional_call(skeleton, (p, b), (x,)).float(), y)
+
+        losses_of_all = vmap(loss_of_one)
+        optimizer = torch.optim.SGD(params.values(), lr=setup.learning_rates[0],
+                                    momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        everyone = range(n_models)
+        skeleton.train()
+        for epoch in setup.epochs(progress, label):
+            order, flips, shifts = setup.epoch_plan(everyone)
+            epoch_loss = torch.zeros(n_models, device=setup.device)
+            for step in range(steps):
+                in_batch = slice(step * batch, (step + 1) * batch)
+                indices = order[:, in_batch]
+                x = setup.plain_inputs(indices.reshape(-1), None if flips is None else flips[:, in_batch].reshape(-1),
+                                       None if shifts is None else shifts[:, in_batch].reshape(-1, 2))
+                setup.set_lr(optimizer, epoch * steps + step)
+                with setup.autocast:
+                    losses = losses_of_all(params, buffers, x.unflatten(0, (n_models, batch)),
+                                           setup.y_train[indices])
+                optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                optimizer.step()
+                epoch_loss += losses.detach()
+            epoch_loss = (epoch_loss / steps).cpu()
+            setup.raise_if_diverged(epoch_loss, epoch, everyone)
+        skeleton.eval()
+        self.skeleton, self.params, self.buffers, self.final_loss = skeleton, params, buffers, epoch_loss
+
+        def logits_of_one(p, b, x):
+            return functional_call(skeleton, (p, b), (x,)).float()
+
+        self._evaluate = vmap(logits_of_one, in_dims=(0, 0, None))
+
+    def logits(self, x_hwc):
+        x = self.setup.normalization(x_hwc.permute(0, 3, 1, 2))
+        return self._evaluate(self.params, self.buffers, x if self.setup.on_cuda else x.contiguous())
+
+    def state_dicts(self):
+        stacked = {**self.params, **self.buffers}
+        return [{name: value[k].detach() for name, value in stacked.items()} for k in range(len(self.setup.models))]
 
 
 def penultimate_features(model_name: str, fit_on: Dataset, inputs: tuple[torch.Tensor, ...],
@@ -429,13 +564,14 @@ def penultimate_features(model_name: str, fit_on: Dataset, inputs: tuple[torch.T
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1:] != fit_on.x_train.shape[1:]:
             raise ValueError(f"inputs must be uint8 images shaped like fit_on's "
                              f"{tuple(fit_on.x_train.shape[1:])}, got {x.dtype} {tuple(x.shape)}")
-    fitted = _fit(model_name, fit_on, masks, seeds, recipe, device, augment=None, progress=False)
-    model.load_state_dict({name: value[0] for name, value in {**fitted.params, **fitted.buffers}.items()})
+    # The vmap path: the embeddings key the stored runs of every image data set.
+    fitted = _fit(model_name, fit_on, masks, seeds, recipe, device, augment=None, progress=False, path="vmap")
+    model.load_state_dict(fitted.state_dicts()[0])
     body = model.eval()[:-1]
     embedded = []
     with torch.no_grad():
         for x in inputs:
-            parts = [body(normalize(x[start:start + 1024].to(device), fitted.mean, fitted.std))
+            parts = [body(fitted.setup.normalization(x[start:start + 1024].to(device)))
                      for start in range(0, len(x), 1024)]
             embedded.append(torch.cat(parts).cpu().numpy().astype(np.float32))
     return tuple(embedded)

@@ -156,6 +156,26 @@ def test_each_model_trains_as_if_alone_on_its_mask(random_images, masks):
         np.testing.assert_allclose(out["train_margin"][k], reference, rtol=1e-4, atol=1e-5)
 
 
+def test_the_loop_path_trains_the_same_models_one_by_one(random_images, masks):
+    # Same seeds, batch orders, augmentations and recipe: the per-model loop ends where vmap does.
+    vectorised = train(random_images, masks, [1, 2, 3], path="vmap")
+    looped = train(random_images, masks, [1, 2, 3], path="loop")
+    for key in vectorised:
+        np.testing.assert_allclose(looped[key], vectorised[key], rtol=1e-4, atol=1e-4, err_msg=key)
+
+
+def test_the_loop_path_takes_a_builder_of_ones_own(random_images, masks):
+    def tiny(num_classes, in_channels, image_size):
+        return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.ReLU(),
+                                   torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, num_classes))
+
+    out = zoo.train_conv_ensemble(tiny, random_images, masks[:2], [1, 2], TINY_RECIPE, progress=False, path="loop")
+    assert out["train_margin"].shape == (2, 60) and np.isfinite(out["train_margin"]).all()
+    assert zoo.resolve_path(tiny) == "vmap" and zoo.resolve_path("pixel_mlp") == "vmap"
+    with pytest.raises(ValueError, match="unknown path"):
+        zoo.resolve_path("small_cnn", "fast")
+
+
 def test_ensemble_rejects_bad_masks_seeds_and_data(random_images, masks):
     empty_row = masks.copy()
     empty_row[1] = False
