@@ -4,10 +4,10 @@ marginal utility of memorized points; on a leakage-free test set it shrinks.
 Per case, FZ20's procedure: subsampled scores (r = 0.7) of the training points, R = {i : mem(i)
 >= 0.25}, M models on S and on S \\ R, evaluated on a test split with near-duplicates D of
 training points (planted in synthetic data at CIFAR-100's leak share s = 10 %, each copy weighted
-to the clean split's sub-population mix; detected in digits) and on its clean part C. The study,
-the decision (the inflation s * (drop(R; D) - drop(R; C)) > 0) and its negative control (the
-clean test points of a random half of the sub-populations posing as the leaked ones) are
-``harness.claims.leakage``.
+to the clean split's sub-population mix; detected in digits, MNIST and Fashion-MNIST) and on its
+clean part C. The study, the decision (the inflation s * (drop(R; D) - drop(R; C)) > 0) and its
+negative control (the clean test points of a random half of the sub-populations posing as the
+leaked ones) are ``harness.claims.leakage``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ from __future__ import annotations
 import pytest
 
 from harness.claims.leakage import CLAIM, study
-from harness.experiments import Case
+from harness.experiments import REAL_IMAGES, Case
 from harness.profiles import FZ20_RATE
 
 
 def cases(profile):
     if profile.name == "smoke":
         return [Case("synthetic", "ridge", FZ20_RATE)]
+    # The image cases' arms (S and S \\ R) are fz-marginal-utility's, so the store trains them once.
     return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
-            for family in ("ridge", "mlp")]
+            for family in ("ridge", "mlp")] + [Case(data, "mlp", FZ20_RATE) for data in REAL_IMAGES]
 
 
 @pytest.mark.claim(CLAIM)
