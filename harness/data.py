@@ -19,6 +19,17 @@ its class centre is typical of its class and one far from it is not. The test sp
 same sub-populations (``max(test_min, round(test_ratio * size))`` points each), so accuracy
 per sub-population is measurable. A fraction ``label_noise`` of training points gets a
 wrong label (recorded in ``mislabeled_train``); test labels stay clean.
+
+One's own data (:func:`from_arrays`, :func:`from_torch`, :func:`from_npz`): numpy arrays or
+tensors, float features ``(n, d)`` or uint8 images ``(n, C, H, W)`` (``(n, H, W)`` gets one
+channel), or any map-style torch data set whose items are ``(input, label)`` or
+``(input, label, sub-population id)`` (PIL images, uint8 or float arrays; float images in
+[0, 1], as ``ToTensor`` makes them, become uint8). Every adapter checks the data first and
+raises :class:`DataError` naming the problem (an empty split, inputs and labels of different
+lengths, non-integer labels or labels outside ``0 .. num_classes - 1``, NaN or infinite
+features, splits of different shapes, sub-population ids of the wrong length); nothing is
+built, so nothing reaches the store, before the checks pass. Without sub-population ids the
+adapters infer them with :func:`infer_subpopulations` (Ward clustering within each class).
 """
 
 from __future__ import annotations
@@ -258,3 +269,173 @@ def infer_subpopulations(dataset: Dataset, distance_threshold: float | None = No
         mislabeled_train=dataset.mislabeled_train,
         meta={**dataset.meta, "subpopulations": f"inferred (ward, threshold {distance_threshold:.3g})"},
     )
+
+
+# ---------------------------------------------------------------------------------------
+# One's own data
+
+
+class DataError(ValueError):
+    """Data that fail the adapters' checks; the message names the data set and the problem."""
+
+
+def _as_array(values, what: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{what} cannot be read as an array: {error}") from None
+
+
+def _inputs(values, name: str, split: str) -> torch.Tensor:
+    """Float32 features ``(n, d)`` or uint8 images ``(n, C, H, W)`` (module docstring)."""
+    x = _as_array(values, f"{name}: the {split} inputs")
+    if len(x) == 0:
+        raise DataError(f"{name}: the {split} split is empty")
+    if x.dtype == np.uint8:
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4:
+            raise DataError(f"{name}: uint8 {split} inputs must be images (n, C, H, W) or (n, H, W), "
+                            f"got shape {x.shape}")
+        return torch.from_numpy(np.ascontiguousarray(x))
+    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise DataError(f"{name}: {split} inputs must be numbers (float features or uint8 images), got {x.dtype}")
+    if x.ndim != 2:
+        raise DataError(f"{name}: {split} inputs of dtype {x.dtype} must be features (n, d), got shape {x.shape}; "
+                        f"images must be uint8 (n, C, H, W)")
+    x = x.astype(np.float32)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        raise DataError(f"{name}: {int((~finite).sum())} {split} point(s) have NaN or infinite features "
+                        f"(first: row {int(np.flatnonzero(~finite)[0])}); clean or drop them")
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _labels(values, name: str, split: str, n: int) -> np.ndarray:
+    y = _as_array(values, f"{name}: the {split} labels").reshape(-1)
+    if len(y) != n:
+        raise DataError(f"{name}: {n} {split} inputs but {len(y)} {split} labels")
+    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer) or
+                                   (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))):
+        raise DataError(f"{name}: {split} labels must be integer class indices, got {y.dtype}")
+    return y.astype(np.int64)
+
+
+def _ids(values, name: str, what: str, n: int, dtype) -> np.ndarray | None:
+    if values is None:
+        return None
+    ids = _as_array(values, f"{name}: {what}").reshape(-1)
+    if len(ids) != n:
+        raise DataError(f"{name}: {what} has {len(ids)} entries for {n} points")
+    return ids.astype(dtype)
+
+
+def from_arrays(x_train, y_train, x_test, y_test, *, name: str = "my-data", num_classes: int | None = None,
+                group_train=None, group_test=None, mislabeled_train=None, infer_groups: bool = True,
+                meta: dict | None = None) -> Dataset:
+    """A :class:`Dataset` of one's own arrays or tensors, checked (module docstring).
+
+    ``num_classes`` defaults to the largest label + 1. Sub-population ids (``group_*``, one
+    per point, shared between splits) are inferred when both are absent and ``infer_groups``
+    is set; ``mislabeled_train`` flags training points known to carry a wrong label.
+    """
+    x_train, x_test = _inputs(x_train, name, "training"), _inputs(x_test, name, "test")
+    if x_train.shape[1:] != x_test.shape[1:] or x_train.dtype != x_test.dtype:
+        raise DataError(f"{name}: training inputs are {x_train.dtype} {tuple(x_train.shape[1:])} per point, test "
+                        f"inputs {x_test.dtype} {tuple(x_test.shape[1:])}; both splits need the same shape and dtype")
+    y_train, y_test = _labels(y_train, name, "training", len(x_train)), _labels(y_test, name, "test", len(x_test))
+    largest = int(max(y_train.max(), y_test.max()))
+    num_classes = largest + 1 if num_classes is None else int(num_classes)
+    for split, y in (("training", y_train), ("test", y_test)):
+        outside = (y < 0) | (y >= num_classes)
+        if outside.any():
+            raise DataError(f"{name}: {int(outside.sum())} {split} label(s) lie outside 0 .. {num_classes - 1} "
+                            f"(first: {int(y[outside][0])} at row {int(np.flatnonzero(outside)[0])})")
+    if num_classes < 2 or len(np.unique(y_train)) < 2:
+        raise DataError(f"{name}: the training labels hold {len(np.unique(y_train))} class(es); a classifier needs two")
+    group_train = _ids(group_train, name, "group_train", len(y_train), np.int64)
+    group_test = _ids(group_test, name, "group_test", len(y_test), np.int64)
+    if (group_train is None) != (group_test is None):
+        raise DataError(f"{name}: give sub-population ids for both splits or for neither")
+    data = Dataset(name=name, x_train=x_train, y_train=torch.from_numpy(y_train), x_test=x_test,
+                   y_test=torch.from_numpy(y_test), num_classes=num_classes, group_train=group_train,
+                   group_test=group_test,
+                   mislabeled_train=_ids(mislabeled_train, name, "mislabeled_train", len(y_train), bool),
+                   meta={"source": "from_arrays", **(meta or {})})
+    if group_train is None and infer_groups:
+        return infer_subpopulations(data)
+    return data
+
+
+def _item_input(x) -> np.ndarray:
+    """One item's input as an array: PIL images (H, W[, C]) as uint8 (C, H, W); float images in
+    [0, 1] (``ToTensor``) as uint8; anything else as it is."""
+    if hasattr(x, "getbands"):   # a PIL image, without importing PIL
+        array = np.asarray(x)
+        return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    array = _as_array(x, "an item's input")
+    if array.ndim == 3 and np.issubdtype(array.dtype, np.floating) and array.size:
+        if array.min() >= 0.0 and array.max() <= 1.0:
+            return np.round(array * 255.0).astype(np.uint8)
+        raise DataError(f"a float image item holds values in [{array.min():.3g}, {array.max():.3g}]; give images as "
+                        f"uint8 or in [0, 1] (drop a Normalize transform: the suite normalises per channel)")
+    return array
+
+
+def _split_of(dataset, name: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise DataError(f"{name}: the {split} data set has no len(); give a map-style torch data set") from None
+    if n == 0:
+        raise DataError(f"{name}: the {split} split is empty")
+    xs, ys, groups = [], [], []
+    for i in range(n):
+        item = dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise DataError(f"{name}: {split} item {i} is a {type(item).__name__}; items must be (input, label) "
+                            f"or (input, label, sub-population id)")
+        xs.append(_item_input(item[0]))
+        ys.append(int(item[1]))
+        if len(item) == 3:
+            groups.append(int(item[2]))
+    if len({x.shape for x in xs}) > 1:
+        raise DataError(f"{name}: {split} inputs differ in shape ({sorted({x.shape for x in xs})[:3]}); "
+                        f"resize them to one shape")
+    if groups and len(groups) != n:
+        raise DataError(f"{name}: some {split} items carry a sub-population id and some do not")
+    return np.stack(xs), np.asarray(ys), (np.asarray(groups) if groups else None)
+
+
+def from_torch(train, test, *, name: str = "my-data", num_classes: int | None = None,
+               infer_groups: bool = True) -> Dataset:
+    """A :class:`Dataset` from map-style torch data sets (``len`` and ``[i]``), e.g. torchvision's,
+    read once into memory and checked like :func:`from_arrays` (module docstring)."""
+    x_train, y_train, g_train = _split_of(train, name, "training")
+    x_test, y_test, g_test = _split_of(test, name, "test")
+    return from_arrays(x_train, y_train, x_test, y_test, name=name, num_classes=num_classes,
+                       group_train=g_train, group_test=g_test, infer_groups=infer_groups,
+                       meta={"source": f"from_torch ({type(train).__name__})"})
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def from_npz(path, *, name: str | None = None, infer_groups: bool = True) -> Dataset:
+    """A :class:`Dataset` from a ``.npz`` file holding ``x_train``, ``y_train``, ``x_test``, ``y_test``
+    and optionally ``group_train``, ``group_test``, ``mislabeled_train``, ``num_classes``."""
+    from pathlib import Path
+
+    path = Path(path)
+    with np.load(path) as stored:
+        missing = [key for key in NPZ_KEYS if key not in stored]
+        if missing:
+            raise DataError(f"{path}: missing the arrays {missing} (it holds {sorted(stored.files)})")
+        arrays = {key: stored[key] for key in stored.files}
+    num_classes = int(arrays.pop("num_classes")) if "num_classes" in arrays else None
+    return from_arrays(*(arrays.pop(key) for key in NPZ_KEYS), name=name or path.stem, num_classes=num_classes,
+                       group_train=arrays.get("group_train"), group_test=arrays.get("group_test"),
+                       mislabeled_train=arrays.get("mislabeled_train"), infer_groups=infer_groups,
+                       meta={"source": str(path)})

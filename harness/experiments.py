@@ -1,7 +1,8 @@
 """The experiments claim tests share, each a few calls of the one training path.
 
 - :func:`load_dataset`: the suite's data sets by name, built from a profile (:func:`load_or_skip`
-  turns a missing image data set into a skipped test);
+  turns a missing image data set into a skipped test), and one's own registered by name with
+  :func:`register_dataset` (``harness.runner``), the same whatever the profile;
 - :func:`loo_scores`: exact leave-one-out memorization (closed form for the ridge family,
   a LOO plan over targets stratified by sub-population size for the MLP);
 - :func:`subsampled_scores`: Feldman & Zhang's estimate at sampling rate r;
@@ -58,9 +59,25 @@ SYNTHETIC_VARIANTS = {
 }
 
 
+# One's own data sets by name (register_dataset): the claim studies load every data set by name.
+_REGISTERED: dict[str, Dataset] = {}
+
+
+def register_dataset(dataset: Dataset) -> str:
+    """Make ``dataset`` loadable by its name (:func:`load_dataset`); return the name. The suite's
+    own names are refused: a study would not know which data it had."""
+    if dataset.name in SYNTHETIC_VARIANTS or dataset.name == "digits" or dataset.name in IMAGE_DATASETS:
+        raise ValueError(f"{dataset.name!r} names one of the suite's data sets; give yours another name")
+    _REGISTERED[dataset.name] = dataset
+    load_dataset.cache_clear()   # a name registered again now means the new data
+    return dataset.name
+
+
 @lru_cache(maxsize=16)
 def load_dataset(name: str, profile_name: str) -> Dataset:
-    """A data set of the suite by name, sized by the profile; cached per process."""
+    """A registered data set by name, else one of the suite's, sized by the profile; cached per process."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     profile = profiles_module.get(profile_name)
     if name in SYNTHETIC_VARIANTS:
         data = synthetic(profiles_module.with_synthetic(profile, **SYNTHETIC_VARIANTS[name]))

@@ -1,7 +1,195 @@
-"""A claim on one's own data and model: ``run(claim, dataset, family, ...) -> ClaimResult``."""
+"""A claim on one's own data and model: ``run(claim, dataset, family, ...) -> ClaimResult``.
+
+Every claim's study (``harness.claims.<claim>.study``) takes a case (a data set by name, a
+family, a sampling rate) and a profile. :func:`study` hands it one's own: the data set is
+registered by its name (``harness.experiments.register_dataset``), the family is a
+:class:`harness.model_family.ModelFamily`, any spec of the training path, or one of the suite's
+family names (``ridge``, ``mlp``, ``cnn``: the profile's), and the rate is the one the claim's
+own cases use (:data:`CLAIMS`). The profile still sets every count (models, LOO targets,
+bootstraps). :func:`run` writes the case report (JSON, Markdown, plots) where asked;
+:func:`claim` gives one claim's ``run(dataset, family, profile=..., store=..., device=...)``.
+
+Two claims do not take one data set and one family: mem-gen-anticorrelated correlates six or
+more configurations of the suite's families, and subpopulations-stable re-embeds the suite's
+image data sets. They are listed, and refused by :func:`study` with that reason.
+
+The store says which runs a study reused: every run the study opens is recorded with the
+models it lacked at that moment (:class:`RecordingStore`), and the result's notes name the runs
+reused whole and those trained, so changing one family's model shows as that family's runs
+trained and every other run reused.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import profiles as profiles_module
+from harness.profiles import FZ20_RATE, Profile
+from harness.store import Run, Store
+
+
+@dataclass(frozen=True)
+class ClaimEntry:
+    """A claim of the suite: its module under ``harness.claims``, the sampling rate its cases use
+    (None: exact LOO or the claim's own design), and why it cannot run on one's own data (if so)."""
+
+    module: str
+    rate: float | None = None
+    own_data: str = ""
+
+    def load(self):
+        return importlib.import_module(f"harness.claims.{self.module}")
+
+    @property
+    def sentence(self) -> str:
+        """The claim in one sentence: the first of its module docstring, after ``id (source):``."""
+        paragraph = " ".join(inspect.getdoc(self.load()).split("\n\n")[0].split())
+        statement = paragraph.split("): ", 1)[-1]
+        end = statement.find(". ")
+        return statement if end < 0 else statement[:end + 1]
+
+
+CLAIMS = {
+    "approx-overestimates": ClaimEntry("approx_overestimates", FZ20_RATE),
+    "error-is-subpopulation": ClaimEntry("error_is_subpopulation", FZ20_RATE),
+    "fractional-definition": ClaimEntry("fractional_definition"),
+    "fz-long-tail": ClaimEntry("fz_long_tail"),
+    "fz-marginal-utility": ClaimEntry("fz_marginal_utility", FZ20_RATE),
+    "grouped-leave-out": ClaimEntry("grouped_leave_out"),
+    "leakage": ClaimEntry("leakage", FZ20_RATE),
+    "mem-gen-anticorrelated": ClaimEntry("mem_gen_anticorrelated", own_data=(
+        "it correlates memorization with accuracy across configurations of the suite's own families")),
+    "removal-harmless": ClaimEntry("removal_harmless"),
+    "removal-shifts-distribution": ClaimEntry("removal_shifts_distribution", FZ20_RATE),
+    "sampling-rate-bias": ClaimEntry("sampling_rate_bias"),
+    "subpopulations-stable": ClaimEntry("subpopulations_stable", own_data=(
+        "it re-embeds the suite's image data sets with a second embedding network")),
+    "threshold-dependence": ClaimEntry("threshold_dependence", FZ20_RATE),
+}
+
+
+def entry(claim_id: str) -> ClaimEntry:
+    if claim_id not in CLAIMS:
+        raise ValueError(f"unknown claim {claim_id!r}; known: {', '.join(CLAIMS)}")
+    return CLAIMS[claim_id]
+
+
+@dataclass(frozen=True)
+class OwnCase:
+    """A case of one's own data and family, shaped like ``harness.experiments.Case``."""
+
+    data: str
+    model: object
+    rate: float | None = None
+
+    @property
+    def family(self) -> str:
+        return self.model if isinstance(self.model, str) else self.model.family
+
+    @property
+    def id(self) -> str:
+        return f"{self.family} on {self.data}" + (f" at r={self.rate}" if self.rate is not None else "")
+
+    def spec(self, profile: Profile):
+        if not isinstance(self.model, str):
+            return self.model
+        specs = {"ridge": profile.ridge, "mlp": profile.mlp, "cnn": profile.cnn}
+        if self.model not in specs:
+            raise ValueError(f"unknown model family {self.model!r}: give one of {sorted(specs)} or a ModelFamily")
+        return specs[self.model]
+
+
+class RecordingStore(Store):
+    """A :class:`Store` that records each run opened and the models it lacked then (module docstring)."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.opened: dict[str, tuple[Run, int]] = {}
+
+    def open(self, config: dict, masks, schema) -> Run:
+        run = super().open(config, masks, schema)
+        self.opened.setdefault(run.key, (run, len(run.missing())))
+        return run
+
+    def reuse_notes(self) -> list[str]:
+        """Which runs were reused whole and which trained models, in words."""
+        def label(run: Run) -> str:
+            return f"{run.key} ({run.config['spec']['family']}, {run.n_models} models)"
+
+        reused = [label(run) for run, missing in self.opened.values() if missing == 0]
+        trained = [f"{label(run)}: {missing} trained" for run, missing in self.opened.values() if missing]
+        return [f"store {self.root}: {len(reused)} run(s) reused" + (f" ({'; '.join(reused)})" if reused else "")
+                + f", {len(trained)} run(s) trained" + (f" ({'; '.join(trained)})" if trained else "")]
+
+
+def _profile(profile) -> Profile:
+    return profile if isinstance(profile, Profile) else profiles_module.get(profile)
+
+
+def _device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def study(claim_id: str, dataset, family, profile="smoke", store=None, device: str | None = None, seed: int = 0,
+          rate: float | None = ...):
+    """The claim's study on ``dataset`` (a ``harness.data.Dataset``) with ``family``: a
+    ``harness.verdict.CaseReport`` (the result, figures, tables), the runs reused or trained
+    among its notes. ``rate`` defaults to the claim's own (:data:`CLAIMS`)."""
+    from harness.experiments import register_dataset
+    from harness.verdict import CaseReport
+
+    chosen = entry(claim_id)
+    if chosen.own_data:
+        raise ValueError(f"{claim_id} does not run on one data set and one family: {chosen.own_data}")
+    case = OwnCase(register_dataset(dataset), family, chosen.rate if rate is ... else rate)
+    if claim_id == "sampling-rate-bias" and case.family not in profiles_module.RATE_MODEL_BUDGET:
+        raise ValueError(f"sampling-rate-bias budgets its models per family (harness.profiles.RATE_MODEL_BUDGET: "
+                         f"{sorted(profiles_module.RATE_MODEL_BUDGET)}); {case.family} has no budget there")
+    root = store.root if isinstance(store, Store) else store
+    recording = RecordingStore(root if root is not None else Store().root)
+    started = time.perf_counter()
+    result, figures, tables = chosen.load().study(case, _profile(profile), recording, _device(device), seed)
+    result.seed = seed
+    result.seconds = result.seconds or time.perf_counter() - started
+    result.notes = [*result.notes, *recording.reuse_notes()]
+    return CaseReport(result, figures, tables)
+
+
+def run(claim_id: str, dataset, family, profile="smoke", store=None, device: str | None = None, seed: int = 0,
+        reports_dir=None, rate: float | None = ...):
+    """:func:`study`'s ``ClaimResult``, its report written under ``reports_dir`` when given."""
+    result, figures, tables = study(claim_id, dataset, family, profile, store, device, seed, rate)
+    if reports_dir is not None:
+        from harness.report import write_case_report
+
+        write_case_report(result, Path(reports_dir), figures, tables)
+    else:
+        import matplotlib.pyplot as plt
+
+        for figure in figures.values():
+            plt.close(figure)
+    return result
+
+
+def claim(claim_id: str):
+    """``run(dataset, family, profile=..., store=..., device=..., seed=..., reports_dir=...)`` for one claim."""
+    entry(claim_id)
+
+    def run_claim(dataset, family, profile="smoke", store=None, device=None, seed=0, reports_dir=None):
+        return run(claim_id, dataset, family, profile, store, device, seed, reports_dir)
+
+    run_claim.__name__ = claim_id.replace("-", "_")
+    run_claim.__doc__ = f"{claim_id}: {entry(claim_id).sentence}"
+    return run_claim
 
 
 def verdict_line(result) -> str:
-    """One line per case: ``claim/case on data: VERDICT, decisive statistic (the threshold)``."""
-    return (f"{result.key} on {result.dataset}: {result.verdict.upper()}, {result.decisive} "
+    """One line per case: ``claim/case: VERDICT, decisive statistic (the threshold)``."""
+    return (f"{result.key}: {result.verdict.upper()}, {result.decisive} "
             f"(the claim holds {result.threshold})")
