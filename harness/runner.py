@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,9 @@ class ClaimEntry:
     def sentence(self) -> str:
         """The claim in one sentence: the first of its module docstring, after ``id (source):``."""
         paragraph = " ".join(inspect.getdoc(self.load()).split("\n\n")[0].split())
-        statement = paragraph.split("): ", 1)[-1]
-        end = statement.find(". ")
-        return statement if end < 0 else statement[:end + 1]
+        statement = re.sub(r":\w+:`([^`]*)`", r"\1", paragraph.split("): ", 1)[-1]).replace("``", "")
+        # A sentence ends at a full stop before a capital, not at "e.g. r".
+        return re.split(r"(?<=\.)\s+(?=[A-Z])", statement)[0]
 
 
 CLAIMS = {
@@ -136,7 +137,7 @@ def _device(device: str | None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def study(claim_id: str, dataset, family, profile="smoke", store=None, device: str | None = None, seed: int = 0,
+def study(claim_id: str, dataset, family, profile="default", store=None, device: str | None = None, seed: int = 0,
           rate: float | None = ...):
     """The claim's study on ``dataset`` (a ``harness.data.Dataset``) with ``family``: a
     ``harness.verdict.CaseReport`` (the result, figures, tables), the runs reused or trained
@@ -161,7 +162,7 @@ def study(claim_id: str, dataset, family, profile="smoke", store=None, device: s
     return CaseReport(result, figures, tables)
 
 
-def run(claim_id: str, dataset, family, profile="smoke", store=None, device: str | None = None, seed: int = 0,
+def run(claim_id: str, dataset, family, profile="default", store=None, device: str | None = None, seed: int = 0,
         reports_dir=None, rate: float | None = ...):
     """:func:`study`'s ``ClaimResult``, its report written under ``reports_dir`` when given."""
     result, figures, tables = study(claim_id, dataset, family, profile, store, device, seed, rate)
@@ -181,7 +182,7 @@ def claim(claim_id: str):
     """``run(dataset, family, profile=..., store=..., device=..., seed=..., reports_dir=...)`` for one claim."""
     entry(claim_id)
 
-    def run_claim(dataset, family, profile="smoke", store=None, device=None, seed=0, reports_dir=None):
+    def run_claim(dataset, family, profile="default", store=None, device=None, seed=0, reports_dir=None):
         return run(claim_id, dataset, family, profile, store, device, seed, reports_dir)
 
     run_claim.__name__ = claim_id.replace("-", "_")
