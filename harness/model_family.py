@@ -210,9 +210,6 @@ class ModelFamily:
         if problem is None:
             self._paths[shape] = "vmap"
             return "vmap"
-        if "path" not in inspect.signature(zoo.train_conv_ensemble).parameters:
-            raise RuntimeError(f"{self.family} cannot be vmap'd ({problem}), and this harness.zoo has no "
-                               f"per-model loop to fall back on")
         warnings.warn(f"{self.family} cannot be vmap'd ({problem}); its models train one after another "
                       f"(zoo's loop path): slower, the same models", stacklevel=3)
         self._paths[shape] = "loop"
@@ -221,7 +218,5 @@ class ModelFamily:
     def train(self, dataset: Dataset, masks: np.ndarray, seeds: np.ndarray,
               device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
         self.check(dataset)
-        path = self.path_for(dataset)
-        chosen = {} if path == "vmap" else {"path": path}
         return zoo.train_conv_ensemble(self._builder(), dataset, masks, seeds, self.recipe, device,
-                                       progress=False, **chosen)
+                                       progress=False, path=self.path_for(dataset))
