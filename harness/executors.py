@@ -22,10 +22,11 @@ uses: the arrays are bit-identical whichever executor trained which chunk, under
 
 ``configure(executor, address)`` sets the process-wide default that
 :func:`harness.ensemble.train_ensemble` uses when its ``executor`` argument is None (the pytest
-options ``--executor`` and ``--ray-address`` call it). ``address`` None starts a local Ray
-cluster on first use (dashboard off), shut down with the process or by :func:`shutdown`;
-``auto`` or ``ray://host:10001`` joins a running one, whose nodes need this package installed
-(``pip install -e '.[ray]'``).
+options ``--executor`` and ``--ray-address`` call it). With ``address`` None the first Ray fill
+joins ``$RAY_ADDRESS`` or a cluster ``ray start`` began on this machine, else starts a local one
+(dashboard off) that stops with the process or :func:`shutdown`; ``HOST:6379`` or
+``ray://HOST:10001`` joins that cluster, whose nodes need this package installed
+(``pip install -e '.[ray]'``) with the same torch.
 """
 
 from __future__ import annotations
@@ -164,29 +165,23 @@ def _import_ray():
     return ray
 
 
-_started_here = False  # whether this process started the Ray instance it is connected to
-
-
 def connect(address: str | None = None):
-    """The ``ray`` module, connected: to ``address``, or to a local cluster started here when
-    None (unless this process is already connected, e.g. to a test's cluster)."""
-    global _started_here
+    """The ``ray`` module, connected: to ``address``; when None, to ``$RAY_ADDRESS`` or a cluster
+    that ``ray start`` started on this machine, else to a local cluster started here (dashboard
+    off). A process already connected (a test's cluster) stays so."""
     ray = _import_ray()
     if not ray.is_initialized():
-        # log_to_driver off: a pass's progress bars and warnings stay in the workers' logs.
-        ray.init(address=address, include_dashboard=False if address is None else None,
-                 log_to_driver=False, configure_logging=False)
-        _started_here = address is None
+        # log_to_driver off: the passes' warnings stay in the workers' logs, not in pytest's output.
+        ray.init(address=address, log_to_driver=False, configure_logging=False,
+                 **({"include_dashboard": False} if address is None else {}))
     return ray
 
 
 def shutdown() -> None:
-    """Disconnect from Ray, stopping the local cluster if :func:`connect` started it."""
-    global _started_here
+    """Disconnect from Ray; a local cluster :func:`connect` started stops with it."""
     ray = _import_ray()
     if ray.is_initialized():
         ray.shutdown()
-    _started_here = False
 
 
 def task_resources(device: str, executor: Executor) -> dict:
@@ -211,7 +206,9 @@ def _fill_on_ray(run, dataset, spec, masks, seeds, device, executor: Executor, p
     ray = connect(executor.address)
     resources = task_resources(device, executor)
     in_flight = executor.max_in_flight or _slots(ray, resources)
-    train_chunk = ray.remote(_train_chunk_task).options(max_retries=executor.max_retries, **resources)
+    # retry_exceptions off: a lost worker or node is retried, an error the pass raised is not.
+    train_chunk = ray.remote(_train_chunk_task).options(max_retries=executor.max_retries, retry_exceptions=False,
+                                                        **resources)
     data = ray.put(_dataset_fields(dataset))
     spans, guard = [], threading.Lock()
 
@@ -254,10 +251,15 @@ def _rebuilt_dataset(fields: dict, fingerprint: str):
     return _worker_dataset[fingerprint]
 
 
-def assigned_device(device_type: str) -> str:
-    """The device a task trains on: the first GPU Ray assigned it on CUDA (Ray sets
-    ``CUDA_VISIBLE_DEVICES`` to the assigned GPUs, so that is ``cuda:0`` in the task's view), else CPU."""
-    return "cuda:0" if device_type == "cuda" else device_type
+def assigned_device(device_type: str, gpu_ids: list, visible: str | None) -> str:
+    """The torch device of a task that Ray gave ``gpu_ids``: on CUDA, the first of them, counted
+    within ``CUDA_VISIBLE_DEVICES`` (``visible``), which Ray narrows to the task's GPUs when it
+    starts a worker (a reused worker may see more); any other device as it is."""
+    if device_type != "cuda" or not gpu_ids:
+        return device_type
+    first = str(gpu_ids[0])
+    shown = [entry.strip() for entry in visible.split(",")] if visible else []
+    return f"cuda:{shown.index(first) if first in shown else int(first)}"
 
 
 def _train_chunk_task(fields: dict, fingerprint: str, spec, masks: np.ndarray, seeds: np.ndarray,
@@ -265,9 +267,12 @@ def _train_chunk_task(fields: dict, fingerprint: str, spec, masks: np.ndarray, s
     """One chunk's pass in a Ray worker: its arrays and its :class:`ChunkSpan`."""
     from harness.ensemble import THREADS_PER_PASS
 
+    import ray
+
     started = time.time()
     torch.set_num_threads(THREADS_PER_PASS)
     dataset = _rebuilt_dataset(fields, fingerprint)
-    arrays = spec.train(dataset, masks, seeds, assigned_device(device_type))
+    device = assigned_device(device_type, ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    arrays = spec.train(dataset, masks, seeds, device)
     return arrays, ChunkSpan(start_row, start_row + len(masks), socket.gethostname(), os.getpid(),
                              started, time.time())
