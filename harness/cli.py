@@ -36,14 +36,16 @@ def _named(reference: str, what: str):
     """The object ``MODULE:NAME`` names, the module imported from the working directory first."""
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
-        raise SystemExit(f"--{what} {reference!r}: expected MODULE:NAME")
+        raise ValueError(f"--{what} {reference!r}: expected MODULE:NAME")
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as missing:
+        raise ValueError(f"--{what} {reference!r}: {missing}") from None
     finally:
         sys.path.pop(0)
     if not hasattr(module, attribute):
-        raise SystemExit(f"--{what} {reference!r}: module {module_name} has no {attribute!r}")
+        raise ValueError(f"--{what} {reference!r}: module {module_name} has no {attribute!r}")
     return getattr(module, attribute)
 
 
@@ -55,7 +57,7 @@ def load_data(reference: str):
     named = _named(reference, "data")
     data = named() if callable(named) and not isinstance(named, Dataset) else named
     if not isinstance(data, Dataset):
-        raise SystemExit(f"--data {reference!r} gives a {type(data).__name__}, not a harness.data.Dataset")
+        raise ValueError(f"--data {reference!r} gives a {type(data).__name__}, not a harness.data.Dataset")
     return data
 
 
@@ -70,7 +72,7 @@ def load_family(reference: str, data):
     if callable(named):
         return ModelFamily(named, num_classes=data.num_classes, input_shape=tuple(data.x_train.shape[1:]),
                            name=reference.partition(":")[2])
-    raise SystemExit(f"--model {reference!r} is neither a model family nor a factory of nn.Modules")
+    raise ValueError(f"--model {reference!r} is neither a model family nor a factory of nn.Modules")
 
 
 def _list(_arguments) -> int:
@@ -130,6 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     try:
         return arguments.handler(arguments)
-    except ValueError as problem:   # bad data, an unknown claim, a family that does not fit the data
+    except ValueError as problem:   # bad data, an unknown claim or module, a family that does not fit the data
         print(f"python -m harness: {problem}", file=sys.stderr)
         return 2
