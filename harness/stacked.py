@@ -111,7 +111,6 @@ class StackedConvNet(nn.Module):
         if len({tuple(type(layer) for layer in layers) for layers in per_model}) != 1:
             raise NotStackable("the models differ in architecture")
         self.n_models = len(models)
-        self.modules_per_model = [type(layer) for layer in per_model[0]]
         body = []
         for position in range(len(per_model[0]) - 2):
             same = [layers[position] for layers in per_model]

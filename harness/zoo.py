@@ -52,6 +52,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from harness.data import Dataset
 from harness.images import DeviceAugment, Normalization, channel_mean_std, gather_images, normalize
 from harness.masks import checked_masks
+from harness.stacked import StackedConvNet
 from harness.train import TrainingDiverged, output_schema, triangular_lr
 
 
@@ -265,7 +266,10 @@ def resolve_path(model: str | ModelBuilder, path: str = "auto") -> str:
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
     if path == "auto":
-        return "vmap"
+        return "stacked" if isinstance(model, str) and model in STACKED_MODELS else "vmap"
+    if path == "stacked" and isinstance(model, str) and model not in STACKED_MODELS:
+        raise ValueError(f"{model} does not stack along channels; the stacked path holds {', '.join(STACKED_MODELS)} "
+                         f"(and builders of nets like them: harness.stacked.stackable)")
     return path
 
 
@@ -309,17 +313,20 @@ def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.n
     """
     masks, seeds = _check_inputs(dataset, masks, seeds)
     fitted = _fit(model, dataset, masks, seeds, recipe, torch.device(device), augment, progress, path)
+    return _evaluate(fitted, dataset)
+
+
+def _evaluate(fitted: _Fitted, dataset: Dataset) -> dict[str, np.ndarray]:
+    """:func:`train_conv_ensemble`'s arrays from the trained models, in float32 batches."""
+    device, batch = fitted.setup.device, fitted.setup.batch
     results = {}
     with torch.no_grad():
         for split, x_all, y_all in (("train", fitted.setup.x_train, fitted.setup.y_train),
-                                    ("test", None, dataset.y_test)):
-            if x_all is None:
-                x_all = _channels_last_images(dataset.x_test, fitted.setup.device)
-            y_all = y_all.to(fitted.setup.device)
+                                    ("test", _channels_last_images(dataset.x_test, device), dataset.y_test.to(device))):
             margins, spps = [], []
-            for start in range(0, len(y_all), recipe.batch_size):
-                logits = fitted.logits(x_all[start:start + recipe.batch_size])
-                margin, spp = _margins_and_spp(logits, y_all[start:start + recipe.batch_size])
+            for start in range(0, len(y_all), batch):
+                logits = fitted.logits(x_all[start:start + batch])
+                margin, spp = _margins_and_spp(logits, y_all[start:start + batch])
                 margins.append(margin); spps.append(spp)
             results[f"{split}_margin"] = torch.cat(margins, dim=1).cpu().numpy().astype(np.float32)
             if split == "train":
@@ -441,9 +448,7 @@ def _fit(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds: 
     path = resolve_path(model, path)
     setup = _Setup(model, dataset, masks, seeds, recipe, device, augment)
     label = f"{model_label(model)} x{len(seeds)} ({path})"
-    if path == "stacked":
-        raise NotImplementedError("the stacked path")
-    return {"vmap": _VmapFitted, "loop": _LoopFitted}[path](setup, progress, label)
+    return {"vmap": _VmapFitted, "stacked": _StackedFitted, "loop": _LoopFitted}[path](setup, progress, label)
 
 
 class _LoopFitted(_Fitted):
@@ -542,6 +547,53 @@ class _VmapFitted(_Fitted):
         return [{name: value[k].detach() for name, value in stacked.items()} for k in range(len(self.setup.models))]
 
 
+class _StackedFitted(_Fitted):
+    """The K models as one network stacked along the channels (:mod:`harness.stacked`)."""
+
+    def __init__(self, setup: _Setup, progress: bool, label: str):
+        self.setup, recipe = setup, setup.recipe
+        n_models, steps, batch = len(setup.models), setup.steps_per_epoch, setup.batch
+        self.template = setup.models[0]
+        net = StackedConvNet(setup.models).to(setup.device)
+        if setup.on_cuda:
+            net.to(memory_format=torch.channels_last)
+        self.normalization = Normalization(setup.mean, setup.std, setup.device, repeat=n_models)
+        optimizer = torch.optim.SGD(net.parameters(), lr=setup.learning_rates[0], momentum=recipe.momentum,
+                                    weight_decay=recipe.weight_decay)
+        everyone = range(n_models)
+        net.train()
+        for epoch in setup.epochs(progress, label):
+            order, flips, shifts = setup.epoch_plan(everyone)
+            epoch_loss = torch.zeros(n_models, device=setup.device)
+            for step in range(steps):
+                in_batch = slice(step * batch, (step + 1) * batch)
+                indices = order[:, in_batch]
+                x = setup.inputs(indices.T, None if flips is None else flips[:, in_batch].T,
+                                 None if shifts is None else shifts[:, in_batch].transpose(0, 1))
+                # (B, H, W, K, C) -> (B, K C, H, W) in channels_last: a view, no copy.
+                x = x.flatten(3).permute(0, 3, 1, 2)
+                setup.set_lr(optimizer, epoch * steps + step)
+                with setup.autocast:
+                    logits = net(x)
+                losses = F.cross_entropy(logits.float().flatten(0, 1), setup.y_train[indices].flatten(),
+                                         reduction="none").view(n_models, batch).mean(1)
+                optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                optimizer.step()
+                epoch_loss += losses.detach()
+            epoch_loss = (epoch_loss / steps).cpu()
+            setup.raise_if_diverged(epoch_loss, epoch, everyone)
+        self.net, self.final_loss = net.eval(), epoch_loss
+
+    def logits(self, x_hwc):
+        # Every model sees the same images: tile them along the channels.
+        x = self.normalization.channels_last(x_hwc.repeat(1, 1, 1, self.net.n_models))
+        return self.net(x.permute(0, 3, 1, 2)).float()
+
+    def state_dicts(self):
+        return [self.net.model_state(k, self.template) for k in range(self.net.n_models)]
+
+
 def penultimate_features(model_name: str, fit_on: Dataset, inputs: tuple[torch.Tensor, ...],
                          recipe: Recipe, seed: int = 0, device: str | torch.device = "cpu",
                          ) -> tuple[np.ndarray, ...]:
@@ -596,6 +648,7 @@ class ConvSpec:
     flip: bool = False
     translate: int = 0
     models_per_pass: int = 8
+    path: str = "auto"
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -604,13 +657,19 @@ class ConvSpec:
             raise ValueError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
         if self.translate < 0 or self.models_per_pass < 1:
             raise ValueError(f"translate must be >= 0 pixels and models_per_pass >= 1: {self}")
+        resolve_path(self.model, self.path)
 
     @property
     def augment(self) -> DeviceAugment | None:
         return DeviceAugment(self.flip, self.translate) if self.flip or self.translate else None
 
     def config(self) -> dict:
-        return {"family": self.family, **asdict(self), "recipe_values": asdict(RECIPES[self.recipe])}
+        # The path resolved, since "auto" may change its mind; named only when it is not vmap,
+        # the path every run stored before the others existed was trained on (same keys, same bytes).
+        fields = asdict(self)
+        path = resolve_path(self.model, fields.pop("path"))
+        return {"family": self.family, **fields, **({"path": path} if path != "vmap" else {}),
+                "recipe_values": asdict(RECIPES[self.recipe])}
 
     def schema(self, dataset: Dataset) -> dict:
         return output_schema(dataset)
@@ -618,4 +677,4 @@ class ConvSpec:
     def train(self, dataset: Dataset, masks: np.ndarray, seeds: np.ndarray,
               device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
         return train_conv_ensemble(self.model, dataset, masks, seeds, RECIPES[self.recipe], device,
-                                   augment=self.augment, progress=False)
+                                   augment=self.augment, progress=False, path=self.path)

@@ -1,0 +1,120 @@
+"""The stacked-channel ensemble (harness.stacked) against the vmap path and the per-model loop:
+the same models, BatchNorm's batch and running statistics included, for masks of different sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness import zoo
+from harness.data import Dataset
+from harness.images import DeviceAugment
+from harness.stacked import NotStackable, StackedConvNet, stackable
+
+# 40 training images, masks of 12, 24 and 40 points, batches of 8: 5 steps an epoch, 4 epochs.
+N_TRAIN, STEPS = 40, 20
+MASK_SIZES = (12, 24, 40)
+# VGG-6 on random labels is chaotic at larger rates (a 1e-7 nudge to the weights grows to O(1)
+# logit changes within 20 steps at 0.01, whatever the path): 0.002 keeps rounding small.
+RECIPES = {"small_cnn": zoo.Recipe("stacked-test", epochs=4, batch_size=8, peak_lr=0.05),
+           "vgg6": zoo.Recipe("stacked-test", epochs=4, batch_size=8, peak_lr=0.002)}
+
+
+@pytest.fixture(scope="module")
+def images() -> Dataset:
+    generator = torch.Generator().manual_seed(0)
+    return Dataset(
+        name="random", num_classes=10,
+        x_train=torch.randint(0, 256, (N_TRAIN, 3, 12, 12), dtype=torch.uint8, generator=generator),
+        y_train=torch.randint(0, 10, (N_TRAIN,), generator=generator),
+        x_test=torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8, generator=generator),
+        y_test=torch.randint(0, 10, (16,), generator=generator))
+
+
+@pytest.fixture(scope="module")
+def masks() -> np.ndarray:
+    order = np.random.default_rng(0).permutation(N_TRAIN)
+    masks = np.zeros((len(MASK_SIZES), N_TRAIN), dtype=bool)
+    for row, size in zip(masks, MASK_SIZES):
+        row[order[:size]] = True
+    return masks
+
+
+@pytest.fixture(scope="module", params=["small_cnn", "vgg6"])
+def trained(request, images, masks):
+    """Each path's trained models and arrays (flips and 2-pixel translations on)."""
+    model, recipe = request.param, RECIPES[request.param]
+    fitted = {path: zoo._fit(model, images, masks, [3, 4, 5], recipe, torch.device("cpu"),
+                             DeviceAugment(flip=True, translate=2), progress=False, path=path)
+              for path in ("vmap", "stacked", "loop")}
+    assert fitted["vmap"].setup.steps_per_epoch * recipe.epochs == STEPS
+    return model, fitted, {path: zoo._evaluate(f, images) for path, f in fitted.items()}
+
+
+@pytest.mark.parametrize("path", ["stacked", "loop"])
+def test_margins_match_the_vmap_path_after_20_steps(trained, path):
+    model, _, arrays = trained
+    for key in ("train_margin", "test_margin", "train_spp", "final_loss"):
+        np.testing.assert_allclose(arrays[path][key], arrays["vmap"][key], rtol=0, atol=1e-4,
+                                   err_msg=f"{model} {path} {key}")
+
+
+def test_stacked_margins_match_the_per_model_loop(trained):
+    model, _, arrays = trained
+    for key in ("train_margin", "test_margin"):
+        np.testing.assert_allclose(arrays["stacked"][key], arrays["loop"][key], rtol=0, atol=1e-4, err_msg=key)
+
+
+def test_weights_and_running_statistics_are_each_models_own(trained):
+    model, fitted, _ = trained
+    reference = fitted["loop"].state_dicts()
+    for path in ("vmap", "stacked"):
+        states = fitted[path].state_dicts()
+        for k, (state, expected) in enumerate(zip(states, reference)):
+            assert state.keys() == expected.keys()
+            for name, value in expected.items():
+                if name.endswith("num_batches_tracked"):
+                    assert int(state[name]) == int(value) == STEPS, name
+                else:
+                    torch.testing.assert_close(state[name], value, rtol=0, atol=1e-4,
+                                               msg=f"{model} {path} model {k} {name}")
+    running = [name for name in reference[0] if name.endswith("running_var")]
+    assert len(running) == (3 if model == "small_cnn" else 5)
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "vgg6"])
+def test_one_network_computes_each_models_logits(name):
+    torch.manual_seed(0)
+    models = [zoo.build(name, 10, 3, 12) for _ in range(3)]
+    net = StackedConvNet(models)
+    x = torch.randn(6, 3, 3, 12, 12)   # (N, K, C, H, W): each model its own images
+    for mode in ("train", "eval"):
+        for m in (net, *models):
+            m.train(mode == "train")
+        expected = torch.stack([m(x[:, k]) for k, m in enumerate(models)])
+        torch.testing.assert_close(net(x.flatten(1, 2)), expected, rtol=0, atol=1e-5)
+    for k, m in enumerate(models):
+        state = net.model_state(k, m)
+        assert state.keys() == m.state_dict().keys()
+        for key, value in m.state_dict().items():
+            torch.testing.assert_close(state[key], value, rtol=0, atol=1e-6)
+
+
+def test_auto_picks_the_stacked_path_for_conv_nets_only():
+    assert [zoo.resolve_path(name) for name in ("small_cnn", "vgg6", "vgg_1m", "pixel_mlp", "resnet18_cifar")] == [
+        "stacked", "stacked", "stacked", "vmap", "vmap"]
+    assert stackable(zoo.build("vgg6", 10, 3, 32)) and not stackable(zoo.build("pixel_mlp", 10, 1, 28))
+    with pytest.raises(ValueError, match="does not stack"):
+        zoo.resolve_path("pixel_mlp", "stacked")
+    with pytest.raises(NotStackable, match="Sequential"):
+        StackedConvNet([zoo.build("resnet18_cifar", 10, 3, 32)])
+
+
+def test_the_store_key_names_the_path_unless_it_is_vmap():
+    assert zoo.ConvSpec("small_cnn").config()["path"] == "stacked"
+    assert "path" not in zoo.ConvSpec("small_cnn", path="vmap").config()
+    assert "path" not in zoo.ConvSpec("pixel_mlp").config()
+    assert zoo.ConvSpec("vgg6", path="loop").config()["path"] == "loop"
+    with pytest.raises(ValueError, match="unknown path"):
+        zoo.ConvSpec(path="fast")
