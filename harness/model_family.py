@@ -66,7 +66,7 @@ def _own_classes_hash(model: nn.Module) -> str:
     """A hash of the source of every module class in ``model`` that is not torch's own."""
     sources = []
     for cls in sorted({type(m) for m in model.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
-        if not cls.__module__.split(".")[0] in ("torch", "torchvision"):
+        if cls.__module__.split(".")[0] not in ("torch", "torchvision"):
             sources.append(f"{cls.__module__}.{cls.__qualname__}:{source_hash(cls)}")
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
 

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN_NAME = "memsuite"
 PROFILE_NAMES = ("smoke", "default", "paper")
 EXECUTORS = ("local", "ray")
 

@@ -10,7 +10,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from harness.data import from_arrays
