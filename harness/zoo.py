@@ -387,12 +387,16 @@ class _Setup:
             if self.augment is not None:
                 flip, shift = self.augment.draw(len(positions), generator)
                 flips.append(flip); shifts.append(shift)
-        order = torch.stack(order).to(self.device, non_blocking=True)
+        order = self._to_device(torch.stack(order))
         if self.augment is None:
             return order, None, None
-        flips = torch.stack(flips).to(self.device, non_blocking=True) if self.augment.flip else None
-        shifts = torch.stack(shifts).to(self.device, non_blocking=True) if self.augment.translate else None
+        flips = self._to_device(torch.stack(flips)) if self.augment.flip else None
+        shifts = self._to_device(torch.stack(shifts)) if self.augment.translate else None
         return order, flips, shifts
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        # From pinned memory a copy is queued without the host waiting for the device.
+        return x.pin_memory().to(self.device, non_blocking=True) if self.on_cuda else x
 
     def inputs(self, indices, flips, shifts) -> torch.Tensor:
         """Normalised, augmented float images ``(B, H, W, K, C)`` for ``indices`` ``(B, K)``."""
@@ -411,6 +415,9 @@ class _Setup:
         for group in optimizer.param_groups:
             group["lr"] = self.learning_rates[step]
 
+    def watch(self, ks) -> "_LossWatch":
+        return _LossWatch(self, list(ks))
+
     def raise_if_diverged(self, epoch_loss: torch.Tensor, epoch: int, ks) -> None:
         diverged = np.flatnonzero(~torch.isfinite(epoch_loss).numpy())
         if len(diverged):
@@ -425,6 +432,37 @@ class _Setup:
         from tqdm.auto import tqdm
 
         return tqdm(range(self.recipe.epochs), desc=label, unit="epoch")
+
+
+class _LossWatch:
+    """Each epoch's mean losses, copied to the host without waiting and checked for divergence
+    one epoch later: the host never waits for the device inside an epoch, and at its end only
+    for the epoch before, while this one's steps keep the device busy."""
+
+    def __init__(self, setup: _Setup, ks: list[int]):
+        self.setup, self.ks, self.pending = setup, ks, None
+
+    def add(self, epoch: int, epoch_loss: torch.Tensor) -> None:
+        self.check()
+        event = None
+        if self.setup.on_cuda:
+            epoch_loss = epoch_loss.to("cpu", non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        self.pending = (epoch, epoch_loss, event)
+
+    def check(self) -> torch.Tensor | None:
+        if self.pending is None:
+            return None
+        epoch, loss, event = self.pending
+        if event is not None:
+            event.synchronize()
+        self.setup.raise_if_diverged(loss, epoch, self.ks)
+        return loss
+
+    def last(self) -> torch.Tensor:
+        """The last epoch's losses, checked, on the host."""
+        return self.check()
 
 
 class _Fitted:
@@ -459,6 +497,7 @@ class _LoopFitted(_Fitted):
         steps, batch = setup.steps_per_epoch, setup.batch
         self.final_loss = torch.zeros(len(setup.models))
         for k, model in enumerate(setup.models):
+            watch = setup.watch([k])
             model.to(setup.device).train()
             if setup.on_cuda:
                 model.to(memory_format=torch.channels_last)
@@ -479,9 +518,8 @@ class _LoopFitted(_Fitted):
                     loss.backward()
                     optimizer.step()
                     epoch_loss += loss.detach()
-                epoch_loss = (epoch_loss / steps).cpu()[None]
-                setup.raise_if_diverged(epoch_loss, epoch, [k])
-            self.final_loss[k] = epoch_loss[0]
+                watch.add(epoch, (epoch_loss / steps)[None])
+            self.final_loss[k] = watch.last()[0]
             model.eval()
         self.models = setup.models
 
@@ -511,6 +549,7 @@ class _VmapFitted(_Fitted):
         optimizer = torch.optim.SGD(params.values(), lr=setup.learning_rates[0],
                                     momentum=recipe.momentum, weight_decay=recipe.weight_decay)
         everyone = range(n_models)
+        watch = setup.watch(everyone)
         skeleton.train()
         for epoch in setup.epochs(progress, label):
             order, flips, shifts = setup.epoch_plan(everyone)
@@ -528,10 +567,9 @@ class _VmapFitted(_Fitted):
                 losses.sum().backward()
                 optimizer.step()
                 epoch_loss += losses.detach()
-            epoch_loss = (epoch_loss / steps).cpu()
-            setup.raise_if_diverged(epoch_loss, epoch, everyone)
+            watch.add(epoch, epoch_loss / steps)
         skeleton.eval()
-        self.skeleton, self.params, self.buffers, self.final_loss = skeleton, params, buffers, epoch_loss
+        self.skeleton, self.params, self.buffers, self.final_loss = skeleton, params, buffers, watch.last()
 
         def logits_of_one(p, b, x):
             return functional_call(skeleton, (p, b), (x,)).float()
@@ -561,6 +599,7 @@ class _StackedFitted(_Fitted):
         optimizer = torch.optim.SGD(net.parameters(), lr=setup.learning_rates[0], momentum=recipe.momentum,
                                     weight_decay=recipe.weight_decay)
         everyone = range(n_models)
+        watch = setup.watch(everyone)
         net.train()
         for epoch in setup.epochs(progress, label):
             order, flips, shifts = setup.epoch_plan(everyone)
@@ -581,9 +620,8 @@ class _StackedFitted(_Fitted):
                 losses.sum().backward()
                 optimizer.step()
                 epoch_loss += losses.detach()
-            epoch_loss = (epoch_loss / steps).cpu()
-            setup.raise_if_diverged(epoch_loss, epoch, everyone)
-        self.net, self.final_loss = net.eval(), epoch_loss
+            watch.add(epoch, epoch_loss / steps)
+        self.net, self.final_loss = net.eval(), watch.last()
 
     def logits(self, x_hwc):
         # Every model sees the same images: tile them along the channels.

@@ -286,3 +286,20 @@ def test_load_or_skip_skips_with_where_to_put_the_files(isolated_image_roots):
 
     with pytest.raises(pytest.skip.Exception, match="cifar10 not found"):
         experiments.load_or_skip("cifar10", "smoke")
+
+
+def test_gathering_uint8_pixels_augments_as_device_augment_does_after_normalising():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 3, 5, 7), dtype=torch.uint8, generator=generator)
+    augment = DeviceAugment(flip=True, translate=2)
+    flips, shifts = augment.draw(12, generator)
+    indices = torch.randint(0, 6, (12,), generator=generator)
+    normalization = images.Normalization([0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
+    expected = augment.apply(normalization(x[indices]), flips, shifts)
+    # The same 12 images as 4 rows of 3 (a stacked ensemble's layout): (B, H, W, K, C).
+    gathered, valid = images.gather_images(x.permute(0, 2, 3, 1).contiguous(), indices.view(4, 3),
+                                           flips.view(4, 3), shifts.view(4, 3, 2))
+    z = torch.where(valid, normalization.channels_last(gathered), 0.0)
+    assert torch.equal(z.permute(0, 3, 4, 1, 2).reshape(12, 3, 5, 7), expected)
+    with pytest.raises(ValueError, match="positive"):
+        images.Normalization([0.5], [0.0])
