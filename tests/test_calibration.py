@@ -41,7 +41,7 @@ def test_leaving_the_models_noise_out_fails_the_coverage_check(monkeypatch):
         return points_only(pools, points, n_boot, seed, False, resample_points)
 
     monkeypatch.setattr(stats, "_replicates", without_models)
-    table = calibration.run(replace(SMALL, truth_configurations=6, configurations=4), REPLICATES, workers=1,
+    table = calibration.run(replace(SMALL, truth_configurations=6, configurations=5), REPLICATES, workers=1,
                             progress=False)
     assert "approximation error, small" in too_low(table), f"a one-level interval passed:\n{table}"
 
