@@ -49,6 +49,7 @@ THRESHOLD = Threshold(0.0, "above", "IMN26: raising r toward LOO removes the bia
                                     f"rate lies within +-{MARGIN} (IMN25 4.2's 'within 5 % error') of zero; both "
                                     "parts above 0")
 MIN_POINTS_PER_BIN = 3
+SPEARMAN_MIN_RATES = 4   # the reported trend's Fisher z interval needs four rates
 CONTROL = "the change of rate: the lowest rate against itself, two random halves of its models"
 PAPER = {"figure": "raising r toward LOO (e.g. r = 0.95) removes the bias", "source": "IMN26 (abstract and reviews)",
          "reviews": "error flat between r = 0.5 and 0.9 on CIFAR-10 (reviews of IMN26)"}
@@ -158,10 +159,12 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     decision = decide(studies, seed)
     bias = bias_by_bin(errors)
     small = bias[bias["bin"] == "small"]
-    trend = stats.spearman(small["rate"], small["bias"])
-    further = [Statistic.from_interval("Spearman of bias(small) with the rate", trend, unit="rates",
-                                       note="negative when the bias falls as r rises; Fisher z interval (zero width "
-                                            "at -1 or 1)")]
+    further = []
+    if len(small) >= SPEARMAN_MIN_RATES:
+        further.append(Statistic.from_interval("Spearman of bias(small) with the rate",
+                                               stats.spearman(small["rate"], small["bias"]), unit="rates",
+                                               note="negative when the bias falls as r rises; Fisher z interval "
+                                                    "(zero width at -1 or 1)"))
     if 0.5 in errors and 0.9 in errors and small_points(studies[0.5]).sum() >= MIN_POINTS_PER_BIN:
         flat = bias_contrast(studies[0.5].loo, studies[0.5].subsampled, studies[0.9].subsampled,
                              small_points(studies[0.5]), np.asarray(studies[0.5].points.clusters), seed)["change"]
