@@ -20,7 +20,7 @@ a section is one line in :data:`SECTIONS`. Every timing reuses ``harness.bench``
   estimate, with the machine's floor for the latter;
 - ``small_cnn`` and ``vgg6``: an ensemble of each trained by ``harness.zoo.train_conv_ensemble``
   with the paper recipe's batch, augmentation and learning rate (fewer epochs) on random
-  32x32 images: models/s, image-epochs/s (what a full recipe's time scales with), utilisation
+  32x32 images (8x8 in the dry run): models/s, image-epochs/s (what a full recipe's time scales with), utilisation
   against the bfloat16 peak (FLOPs of one model's training step counted by torch's
   ``FlopCounterMode``), peak memory, and the ratio to the per-model loop path;
 - ``approximation``: the approximation study (``harness.experiments.approximation_error``:
@@ -57,7 +57,7 @@ import torch
 from harness import bench
 
 BUDGET_SECONDS = 8 * 60
-IMAGE_SIZE, IMAGE_CHANNELS, IMAGE_CLASSES = 32, 3, 10
+IMAGE_CHANNELS, IMAGE_CLASSES = 3, 10  # CIFAR-10's
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class Sizes:
     ridge_loo_draws: int
     ridge_subsampled_models: int
     conv_images: int
+    conv_image_size: int
     conv_models: int
     conv_epochs: int
     conv_batch: int
@@ -84,13 +85,14 @@ class Sizes:
 
 
 GPU = Sizes(peak_sizes=(4096, 8192), repeats=2, mlp_models=200, mlp_loop_models=4, ridge_loo_draws=100,
-            ridge_subsampled_models=2000, conv_images=10_000, conv_models=16, conv_epochs=2, conv_batch=512,
+            ridge_subsampled_models=2000, conv_images=10_000, conv_image_size=32, conv_models=16, conv_epochs=2, conv_batch=512,
             conv_loop_models=2, warm_up=True,
             approx_ridge={"loo_draws": 100, "subsampled_models": 400},
             approx_mlp={"loo_targets_per_bin": 2, "loo_models_per_target": 8, "subsampled_models": 200},
             approx_mlp_epochs=None, ray_models=200, ray_models_per_pass=25)
 DRY_RUN = Sizes(peak_sizes=(256,), repeats=1, mlp_models=4, mlp_loop_models=1, ridge_loo_draws=2,
-                ridge_subsampled_models=4, conv_images=64, conv_models=2, conv_epochs=1, conv_batch=32,
+                ridge_subsampled_models=4, conv_images=32, conv_image_size=8, conv_models=2, conv_epochs=1,
+                conv_batch=16,
                 conv_loop_models=1, warm_up=False,
                 approx_ridge={"loo_draws": 4, "subsampled_models": 8},
                 approx_mlp={"loo_targets_per_bin": 1, "loo_models_per_target": 2, "subsampled_models": 4},
@@ -159,12 +161,13 @@ def ridge(check: Check) -> dict:
                                check.sizes.repeats, check.peak("float32"))
 
 
-def random_images(n_train: int, n_test: int, seed: int = 0):
-    """CIFAR-shaped random images and labels: throughput does not depend on the pixels."""
+def random_images(n_train: int, n_test: int, image_size: int, seed: int = 0):
+    """Random images and labels of CIFAR-10's channels and classes: throughput does not depend
+    on the pixels."""
     from harness.data import Dataset
 
     generator = torch.Generator().manual_seed(seed)
-    shape = (IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
+    shape = (IMAGE_CHANNELS, image_size, image_size)
     return Dataset(name=f"random-{n_train}", num_classes=IMAGE_CLASSES,
                    x_train=torch.randint(0, 256, (n_train, *shape), dtype=torch.uint8, generator=generator),
                    y_train=torch.randint(0, IMAGE_CLASSES, (n_train,), generator=generator),
@@ -172,7 +175,7 @@ def random_images(n_train: int, n_test: int, seed: int = 0):
                    y_test=torch.randint(0, IMAGE_CLASSES, (n_test,), generator=generator))
 
 
-def training_step_flops(model: str, batch: int) -> float:
+def training_step_flops(model: str, batch: int, image_size: int) -> float:
     """Matmul and convolution FLOPs of one model's training step (forward and backward) on
     ``batch`` images, counted on the meta device (nothing computed)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -180,8 +183,8 @@ def training_step_flops(model: str, batch: int) -> float:
     from harness import zoo
 
     with torch.device("meta"):
-        net = zoo.build(model, IMAGE_CLASSES, IMAGE_CHANNELS, IMAGE_SIZE)
-        images = torch.empty(batch, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
+        net = zoo.build(model, IMAGE_CLASSES, IMAGE_CHANNELS, image_size)
+        images = torch.empty(batch, IMAGE_CHANNELS, image_size, image_size)
         labels = torch.zeros(batch, dtype=torch.long)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -200,7 +203,7 @@ def conv_ensemble(model: str) -> Callable[[Check], dict]:
         sizes = check.sizes
         recipe = replace(zoo.PAPER_RECIPE, name="gpu_check", epochs=sizes.conv_epochs, batch_size=sizes.conv_batch)
         augment = DeviceAugment(flip=True, translate=2)  # the paper profile's
-        dataset = random_images(sizes.conv_images, max(16, sizes.conv_images // 5))
+        dataset = random_images(sizes.conv_images, max(16, sizes.conv_images // 5), sizes.conv_image_size)
         # At least four masks: the plan's own rule (every point in and out of some model).
         plan = subsampled_plan(dataset.n_train, max(4, sizes.conv_models), bench.SAMPLING_RATE, seed=0)
         seeds = plan.seeds(0)
@@ -214,7 +217,7 @@ def conv_ensemble(model: str) -> Callable[[Check], dict]:
         seconds, _ = bench._timed(lambda: train(sizes.conv_models), check.device, sizes.repeats)
         loop_seconds, _ = bench._timed(lambda: train(sizes.conv_loop_models, "loop"), check.device, 1)
         steps = sizes.conv_epochs * math.ceil(plan.masks[:sizes.conv_models].sum(1).max() / sizes.conv_batch)
-        flops = training_step_flops(model, sizes.conv_batch) * steps * sizes.conv_models
+        flops = training_step_flops(model, sizes.conv_batch, sizes.conv_image_size) * steps * sizes.conv_models
         dtype = "bfloat16" if check.device.type == "cuda" else "float32"
         models_per_second = sizes.conv_models / seconds
         loop_models_per_second = sizes.conv_loop_models / loop_seconds
