@@ -38,6 +38,16 @@ be shared: the load average before and after is printed with the figures.
 - per family and size (MLP width 64, 128, 256; ridge 256, 512, 1,024 features):
   ``<family>_<size>_models_per_second`` and ``_mfu``, the ensemble's FLOPs (:func:`mlp_flops`,
   :func:`ridge_flops`) per second over the matmul peak, from paired rounds like the MLP's;
+- conv ensembles (:func:`conv_figures`, also called by the GPU check): ``small_cnn`` and
+  ``vgg6`` on generated CIFAR-shaped images (random uint8 pixels and labels, flips and 2-pixel
+  translations), K models a pass each on a random 70 % of them, trained one epoch by each path
+  of ``harness.zoo.train_conv_ensemble`` (stacked, vmap, the per-model loop; training only:
+  ``train_ensemble`` runs this per chunk and then writes to the store). On CPU tiny images
+  (8 or 16 pixels) and K in {4, 8}: the ratio between the paths, not a paper-scale rate; on
+  CUDA 32x32 at batch 512 and K in {4, 8, 16, 32}, with each pass's peak allocated memory and
+  models/hour at the paper recipe estimated from the step time (6,900 steps a model).
+  ``conv_<model>_stacked_over_vmap``: stacked over vmap models per second at K = 8, the
+  median of paired rounds (``_rounds``), like the MLP's ratios;
 - ``peak_memory_mb``: the process's peak resident memory on CPU, peak allocated memory on CUDA.
 
 Threads: torch's default (one per core) unless ``--threads``; the plain loop runs on all of
@@ -64,6 +74,7 @@ from torch import nn
 from harness import estimators
 from harness.data import Dataset, SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
+from harness.images import DeviceAugment
 from harness.masks import MaskPlan, full_plan, subsampled_plan
 from harness.store import Store
 from harness.train import MLPSpec, RidgeSpec, triangular_lr
@@ -296,6 +307,102 @@ def ridge_figures(device: torch.device, loo_draws: int, subsampled_models: int, 
     return figures
 
 
+# Conv ensembles: the paths of harness.zoo.train_conv_ensemble on generated CIFAR-shaped images.
+CONV_MODELS = ("small_cnn", "vgg6")
+CONV_PATHS = ("stacked", "vmap", "loop")
+CONV_PAIRED_K = 8
+# CPU: tiny images and one short epoch (the ratio between paths, not a paper-scale figure);
+# CUDA: CIFAR-10's 32x32 at the paper recipe's batch of 512.
+CONV_WORKLOADS = {  # (image size, training images, batch) per device type, quick or not
+    ("cpu", True): (8, 64, 32), ("cpu", False): (16, 128, 32),
+    ("cuda", True): (32, 2048, 512), ("cuda", False): (32, 4096, 512),
+}
+CONV_KS = {"cpu": (4, 8), "cuda": (4, 8, 16, 32)}
+# IMN25's recipe: 100 epochs of ceil(0.7 x 50,000 / 512) = 69 steps for a model at r = 0.7.
+PAPER_STEPS_PER_MODEL = 100 * math.ceil(0.7 * 50_000 / 512)
+
+
+def paper_models_per_hour(models: int, seconds_per_step: float) -> float:
+    """Models an hour at the paper recipe when a pass of ``models`` takes ``seconds_per_step``
+    a step (evaluation and set-up left out: a few percent of 6,900 steps)."""
+    return 3600 * models / (seconds_per_step * PAPER_STEPS_PER_MODEL)
+
+
+def conv_dataset(image_size: int, n_train: int, seed: int = 0) -> Dataset:
+    """Random uint8 images (3, size, size) with 10 random labels: the shape of CIFAR-10."""
+    generator = torch.Generator().manual_seed(seed)
+    n_test = max(1, n_train // 8)
+    return Dataset(name=f"random-{image_size}px", num_classes=10,
+                   x_train=torch.randint(0, 256, (n_train, 3, image_size, image_size), dtype=torch.uint8,
+                                         generator=generator),
+                   y_train=torch.randint(0, 10, (n_train,), generator=generator),
+                   x_test=torch.randint(0, 256, (n_test, 3, image_size, image_size), dtype=torch.uint8,
+                                        generator=generator),
+                   y_test=torch.randint(0, 10, (n_test,), generator=generator))
+
+
+def _conv_fit(model: str, path: str, dataset: Dataset, k: int, recipe, device: torch.device) -> None:
+    """One pass of ``k`` models, each on a random 70 % of the images, trained (not evaluated):
+    what ``train_ensemble`` runs per chunk, without the store's writes."""
+    from harness import zoo
+
+    plan = subsampled_plan(dataset.n_train, k, SAMPLING_RATE, seed=3)
+    masks, seeds = zoo._check_inputs(dataset, plan.masks, plan.seeds(0))
+    zoo._fit(model, dataset, masks, seeds, recipe, device, DeviceAugment(flip=True, translate=2),
+             progress=False, path=path)
+
+
+def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, quick: bool = False,
+                 repeats: int | None = None, paths: tuple[str, ...] = CONV_PATHS,
+                 models: tuple[str, ...] = CONV_MODELS) -> dict:
+    """Training throughput of the conv ensemble paths (module docstring), one dict of figures.
+
+    Per model, path and K: ``conv_<model>_<path>_k<K>_models_per_second`` and, on CUDA,
+    ``_peak_memory_mb`` (the pass's peak allocated memory) and ``_paper_models_per_hour`` (the
+    measured step time over the paper recipe's 6,900 steps a model). ``conv_<model>_<path>
+    _models_per_second`` is the figure at K = 8, and ``conv_<model>_stacked_over_vmap`` the
+    median over paired rounds (stacked then vmap back to back, ``_rounds`` each round's ratio)
+    of stacked over vmap models per second at K = 8.
+    """
+    from harness import zoo
+
+    device = torch.device(device)
+    ks = tuple(ks or CONV_KS[device.type])
+    repeats = repeats or (1 if quick else 3)
+    size, n_train, batch = CONV_WORKLOADS[(device.type, quick)]
+    dataset = conv_dataset(size, n_train)
+    recipe = zoo.Recipe("bench", epochs=1, batch_size=batch, peak_lr=0.1, weight_decay=5e-4)
+    steps = math.ceil(max(subsampled_plan(n_train, max(ks), SAMPLING_RATE, seed=3).masks.sum(1)) / batch)
+    figures = {"conv_image_size": size, "conv_train_points": n_train, "conv_batch": batch,
+               "conv_steps": steps, "conv_ks": list(ks)}
+    for model in models:
+        for path in paths:
+            # Untimed: the first pass of a path pays one-off costs (vmap's tracing, kernel choices).
+            _conv_fit(model, path, dataset, ks[0], recipe, device)
+            for k in ks:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                seconds, _ = _timed(lambda: _conv_fit(model, path, dataset, k, recipe, device), device, repeats)
+                name = f"conv_{model}_{path}_k{k}"
+                figures[f"{name}_models_per_second"] = k / seconds
+                if device.type == "cuda":
+                    figures[f"{name}_peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+                    figures[f"{name}_paper_models_per_hour"] = paper_models_per_hour(k, seconds / steps)
+            if CONV_PAIRED_K in ks:
+                figures[f"conv_{model}_{path}_models_per_second"] = figures[
+                    f"conv_{model}_{path}_k{CONV_PAIRED_K}_models_per_second"]
+        if {"stacked", "vmap"} <= set(paths) and CONV_PAIRED_K in ks:
+            # Paired rounds: on a shared machine speed drifts; a ratio within a round does not.
+            _, (stacked, vmapped), _ = _paired_rounds(
+                device, (256,), repeats if quick else max(repeats, 3),
+                lambda: _conv_fit(model, "stacked", dataset, CONV_PAIRED_K, recipe, device),
+                lambda: _conv_fit(model, "vmap", dataset, CONV_PAIRED_K, recipe, device))
+            ratios = vmapped / stacked
+            figures[f"conv_{model}_stacked_over_vmap"] = float(np.median(ratios))
+            figures[f"conv_{model}_stacked_over_vmap_rounds"] = ratios.round(2).tolist()
+    return figures
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -319,7 +426,7 @@ def _cpu_name() -> str:
         return "cpu"
 
 
-def run(device: str, quick: bool, repeats: int, loop_models: int | None = None) -> dict:
+def run(device: str, quick: bool, repeats: int, loop_models: int | None = None, conv: bool = True) -> dict:
     models, loop_models = mlp_sizes(quick, loop_models)
     device = torch.device(device)
     load_before = os.getloadavg()[0]
@@ -337,6 +444,8 @@ def run(device: str, quick: bool, repeats: int, loop_models: int | None = None) 
     figures |= ridge_figures(device, loo_draws=8 if quick else 100, subsampled_models=16 if quick else 2000,
                              repeats=repeats, peak=peak)
     figures |= size_figures(device, quick, repeats, (1024,) if quick else (2048,))
+    if conv:
+        figures |= conv_figures(device, quick=quick, repeats=repeats)
     figures["peak_memory_mb"] = peak_memory_mb(device)
     figures["load_average_after"] = os.getloadavg()[0]
     return figures
@@ -365,6 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="timings per figure, best kept (default 5, --quick 1)")
     parser.add_argument("--loop-models", type=int, help="models the plain loop is timed on (default 20, --quick 2)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--no-conv", action="store_true", help="leave out the conv ensemble figures")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -376,7 +486,8 @@ def main(argv: list[str] | None = None) -> None:
         mlp_sizes(args.quick, args.loop_models)
     except ValueError as error:
         parser.error(str(error))
-    figures = run(args.device, args.quick, args.repeats or (1 if args.quick else 5), args.loop_models)
+    figures = run(args.device, args.quick, args.repeats or (1 if args.quick else 5), args.loop_models,
+                  conv=not args.no_conv)
     print(json.dumps(figures) if args.json else _table(figures))
 
 

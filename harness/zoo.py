@@ -10,18 +10,48 @@ each conv a 3x3 convolution + BatchNorm + ReLU, in IMN25's sizes (``vgg6`` and t
 with the CIFAR stem (3x3 stride-1 first convolution, no max-pool); ViT tiny/small with 4x4
 patches.
 
-Ensembles (:func:`train_conv_ensemble`): K models of one architecture train side by side,
-their weights stacked along a leading axis (``torch.func.stack_module_state``) and the forward
-pass vectorised over that axis (``torch.func.vmap`` of ``functional_call``). Model k sees only
-the training points in row k of ``masks``: each epoch it visits a permutation of them drawn from
-its own generator, in batches of ``B``; a model with fewer points wraps around
-(position ``% m_k``) so every model takes the same ``ceil(max_k m_k / B)`` steps per epoch.
-A model's seed alone fixes its initial weights and its batches and augmentations (two
-independent streams derived from it): on a CPU the same seeds and masks give bit-identical
-results, and a model's results do not depend on the other models in the ensemble (beyond
-floating-point rounding of the vectorised kernels).
-BatchNorm keeps per-model running statistics (the stacked buffers are updated in place under
-vmap), so evaluation uses them as usual. Learning rate, triangular (step ``s`` of ``T``, peak
+Ensembles (:func:`train_conv_ensemble`): K models of one architecture train side by side.
+Model k sees only the training points in row k of ``masks``: each epoch it visits a
+permutation of them drawn from its own generator, in batches of ``B``; a model with fewer
+points wraps around (position ``% m_k``) so every model takes the same ``ceil(max_k m_k / B)``
+steps per epoch. A model's seed alone fixes its initial weights and its batches and
+augmentations (two independent streams derived from it), whichever way the K models are
+trained (``path``):
+
+- ``"stacked"`` (:mod:`harness.stacked`; the default for ``small_cnn`` and the VGGs): one
+  network whose activations are ``(N, K C, H, W)``, convolutions grouped by model,
+  ``BatchNorm2d(K C)`` (per-model batch and running statistics), the head one einsum;
+  channels-last on CUDA from the input on, no copies between layouts;
+- ``"vmap"`` (the default for every other model, ``pixel_mlp`` among them): the weights
+  stacked along a leading axis (``torch.func.stack_module_state``), one model's
+  ``functional_call`` vectorised over it (``torch.func.vmap``); BatchNorm's stacked running
+  statistics are updated in place;
+- ``"loop"``: each model a plain ``nn.Module`` trained alone, one after another: the
+  reference the others are tested against, and the path for models neither can hold.
+
+The paths train the same models: on a CPU they agree to floating-point rounding
+(``tests/test_stacked.py``: margins and running statistics within 1e-4 after 20 steps; a
+chaotic recipe, such as VGG-6 on random labels at a peak rate of 0.01, amplifies rounding
+into visible differences, as it does between two runs whose weights differ in the 7th digit).
+A run's bytes depend on its path, so ``ConvSpec.config`` names the path (when not vmap,
+the path of the runs stored before the others existed).
+
+What is bit-identical where: on a CPU the same seeds, masks, path and thread count give
+bit-identical results, so an interrupted run resumes exactly (``harness.ensemble`` runs every
+pass on one thread for this); a model's results do not depend on the other models of its
+pass beyond the rounding of batched kernels. On CUDA they do not repeat bit for bit: cuDNN
+chooses its algorithms by timing them (``cudnn.benchmark``, on for speed), atomics reorder
+float sums, and bfloat16 autocast rounds the forward pass, so a resumed CUDA run is equal in
+distribution to an uninterrupted one (same seeds, batches and recipe), not in its bytes.
+
+Each pass builds its constants once: the inputs move to the device once as uint8
+``(n, H, W, C)`` (the one layout conversion), the normalisation constants are device
+tensors checked on the host before training (:class:`harness.images.Normalization`), flips and
+translations are one gather of the uint8 pixels before normalising
+(:func:`harness.images.gather_images`), batch orders are copied from pinned memory without
+waiting, and each epoch's losses reach the host asynchronously and are checked for divergence
+an epoch later: nothing in a training step waits for the device.
+Learning rate, triangular (step ``s`` of ``T``, peak
 ``w = max(1, peak_at * T)``; :func:`harness.train.triangular_lr` counting steps from 1):
 
     lr(s) = peak_lr * min((s + 1) / w, (T - s) / (T + 1 - w)).

@@ -47,6 +47,23 @@ def test_a_quick_run_prints_every_figure_as_json(capsys):
         assert figures[name] > 0, name
     assert figures["mlp_accuracies_agree"] is True
     assert "ridge_subsampled_2000_seconds" not in figures  # only a 2,000-model run reports it
+    for model in bench.CONV_MODELS:
+        for path in bench.CONV_PATHS:
+            for k in (4, 8):
+                assert figures[f"conv_{model}_{path}_k{k}_models_per_second"] > 0
+            assert figures[f"conv_{model}_{path}_models_per_second"] > 0
+        assert figures[f"conv_{model}_stacked_over_vmap"] > 0
+        assert len(figures[f"conv_{model}_stacked_over_vmap_rounds"]) == 1
+    assert "conv_vgg6_stacked_k4_peak_memory_mb" not in figures  # CUDA only
+
+
+def test_conv_figures_estimate_paper_models_per_hour_from_the_step_time():
+    # 100 epochs x ceil(0.7 x 50,000 / 512) = 6,900 steps a model: 16 models at 69 ms a step
+    # take 476 s, 121 an hour.
+    assert bench.PAPER_STEPS_PER_MODEL == 6900
+    assert bench.paper_models_per_hour(16, 0.069) == pytest.approx(16 * 3600 / (0.069 * 6900))
+    assert bench.paper_models_per_hour(16, 0.069) == pytest.approx(120.98, abs=0.01)
+    assert bench.conv_dataset(8, 16).x_train.shape == (16, 3, 8, 8)
 
 
 @pytest.mark.parametrize("argv, message", [
