@@ -5,13 +5,15 @@ decides where a chunk's pass runs; the process that asked for the run (the *driv
 claims the chunks, writes each chunk's arrays into the store as it arrives and marks it done
 (:meth:`harness.store.Run.fill`). Only the driver touches the store, so a Ray cluster needs no
 file system shared with it, and the chunks, seeds and trainer are the ones the in-process path
-uses: the arrays are bit-identical whichever executor trained which chunk, under the same key.
+uses: on CPU the arrays are bit-identical whichever executor trained which chunk, under the same
+key (on CUDA, as for any resume there, up to the kernels each process picks).
 
 - ``local`` (the default): passes on threads of this process, one torch thread each
   (``harness.ensemble.torch_threads``).
 - ``ray``: each chunk is one Ray Core task that trains it and returns its arrays. The data
-  set goes into the object store once per fill, as numpy arrays; a worker process rebuilds
-  the :class:`~harness.data.Dataset` once and keeps it for the chunks that follow. A task asks
+  set goes into the object store once, as numpy arrays (the driver keeps the last data set's
+  reference for the runs that follow on it); a worker process rebuilds the
+  :class:`~harness.data.Dataset` once and keeps it for the chunks that follow. A task asks
   for ``THREADS_PER_PASS`` CPUs, plus ``gpu_fraction`` of a GPU when the device is CUDA (several
   small ensembles packed on one GPU), takes its device from the GPUs Ray assigned it and sets
   torch's thread count itself (a pass's bytes depend on it). At most ``max_in_flight`` tasks
@@ -180,6 +182,7 @@ def connect(address: str | None = None):
 def shutdown() -> None:
     """Disconnect from Ray; a local cluster :func:`connect` started stops with it."""
     ray = _import_ray()
+    _data_references.clear()
     if ray.is_initialized():
         ray.shutdown()
 
@@ -209,7 +212,7 @@ def _fill_on_ray(run, dataset, spec, masks, seeds, device, executor: Executor, p
     # retry_exceptions off: a lost worker or node is retried, an error the pass raised is not.
     train_chunk = ray.remote(_train_chunk_task).options(max_retries=executor.max_retries, retry_exceptions=False,
                                                         **resources)
-    data = ray.put(_dataset_fields(dataset))
+    data = _data_reference(ray, dataset)
     spans, guard = [], threading.Lock()
 
     def train_remotely(rows):
@@ -220,12 +223,23 @@ def _fill_on_ray(run, dataset, spec, masks, seeds, device, executor: Executor, p
             spans.append(span)
         return arrays
 
-    try:
-        trained = run.fill(train_remotely, chunk_size=spec.models_per_pass, progress=progress, desc=desc,
-                           workers=in_flight)
-    finally:
-        del data  # the driver's reference: the object store frees the copy
+    trained = run.fill(train_remotely, chunk_size=spec.models_per_pass, progress=progress, desc=desc,
+                       workers=in_flight)
     return Filled(trained, sorted(spans, key=lambda span: span.start_row))
+
+
+# The driver's reference to the last data set it put, by (cluster, job, fingerprint): a claim
+# trains many runs on one data set, and holding one reference bounds what the store keeps.
+_data_references: dict[tuple, object] = {}
+
+
+def _data_reference(ray, dataset):
+    context = ray.get_runtime_context()
+    key = (context.gcs_address, context.get_job_id(), dataset.fingerprint)
+    if key not in _data_references:
+        _data_references.clear()
+        _data_references[key] = ray.put(_dataset_fields(dataset))
+    return _data_references[key]
 
 
 def _dataset_fields(dataset) -> dict:

@@ -316,7 +316,7 @@ def ray_fractional_gpus(check: Check) -> dict:
         return figures
     finally:
         if started_here:
-            ray.shutdown()
+            executors.shutdown()
 
 
 def most_at_once(spans) -> int:
@@ -332,6 +332,9 @@ SECTIONS: list[tuple[str, Callable[[Check], dict]]] = [
     ("ridge", ridge),
     ("small_cnn", conv_ensemble("small_cnn")),
     ("vgg6", conv_ensemble("vgg6")),
+    ("conv_paths", bench.conv_paths_section),          # stacked, vmap, loop per K (harness.bench)
+    ("host_syncs", bench.host_syncs_section),          # per training step, under set_sync_debug_mode
+    ("kernel_profile", bench.kernel_profile_section),  # the top kernels of a stacked vgg6 pass
     ("approximation", approximation),
     ("ray_fractional_gpus", ray_fractional_gpus),
 ]
