@@ -341,15 +341,16 @@ def conv_dataset(image_size: int, n_train: int, seed: int = 0) -> Dataset:
                    y_test=torch.randint(0, 10, (n_test,), generator=generator))
 
 
-def _conv_fit(model: str, path: str, dataset: Dataset, k: int, recipe, device: torch.device) -> None:
+def _conv_fit(model: str, path: str, dataset: Dataset, k: int, recipe, device: torch.device,
+              sync_debug_mode: str | None = None):
     """One pass of ``k`` models, each on a random 70 % of the images, trained (not evaluated):
     what ``train_ensemble`` runs per chunk, without the store's writes."""
     from harness import zoo
 
     plan = subsampled_plan(dataset.n_train, k, SAMPLING_RATE, seed=3)
     masks, seeds = zoo._check_inputs(dataset, plan.masks, plan.seeds(0))
-    zoo._fit(model, dataset, masks, seeds, recipe, device, DeviceAugment(flip=True, translate=2),
-             progress=False, path=path)
+    return zoo._fit(model, dataset, masks, seeds, recipe, device, DeviceAugment(flip=True, translate=2),
+                    progress=False, path=path, sync_debug_mode=sync_debug_mode)
 
 
 def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, quick: bool = False,
@@ -401,6 +402,80 @@ def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, 
             figures[f"conv_{model}_stacked_over_vmap"] = float(np.median(ratios))
             figures[f"conv_{model}_stacked_over_vmap_rounds"] = ratios.round(2).tolist()
     return figures
+
+
+# Sections of harness.gpu_check (each a function of its Check: .device, .dry_run).
+
+
+def conv_paths_section(check) -> dict:
+    """:func:`conv_figures` at the device's sizes (the dry run: small_cnn, stacked and vmap only)."""
+    if check.dry_run:
+        return conv_figures(check.device, quick=True, repeats=1, paths=("stacked", "vmap"), models=("small_cnn",))
+    # Best of 2: the first pass at each K also pays cuDNN's autotuning for its shapes.
+    return conv_figures(check.device, repeats=2 if check.device.type == "cuda" else 1)
+
+
+def _sync_workload(check):
+    from harness import zoo
+
+    size, n_train, batch = CONV_WORKLOADS[(check.device.type, True)]
+    recipe = zoo.Recipe("sync-check", epochs=1 if check.dry_run else 2, batch_size=batch, peak_lr=0.1,
+                        weight_decay=5e-4)
+    return conv_dataset(size, n_train), recipe
+
+
+def host_syncs_section(check) -> dict:
+    """Host syncs per training step of each path (vgg6, K = 8, two epochs): the epochs run under
+    ``torch.cuda.set_sync_debug_mode("error")``; a path that raises is run again under "warn"
+    and its warnings counted, with the first one's message."""
+    import warnings
+
+    if check.device.type != "cuda":
+        return {"skipped": "CUDA only: torch.cuda.set_sync_debug_mode sees CUDA host syncs, and a CPU has none"}
+    dataset, recipe = _sync_workload(check)
+    figures = {}
+    for path in CONV_PATHS:
+        first_sync = None
+        try:
+            fitted = _conv_fit("vgg6", path, dataset, CONV_PAIRED_K, recipe, check.device, sync_debug_mode="error")
+        except RuntimeError as error:
+            first_sync = str(error).splitlines()[0][:300]
+        # The failed loop puts the mode back only once its traceback is gone: do it here.
+        torch.cuda.set_sync_debug_mode(0)
+        if first_sync is None:
+            figures[f"{path}_host_syncs_per_step"] = 0.0
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fitted = _conv_fit("vgg6", path, dataset, CONV_PAIRED_K, recipe, check.device, sync_debug_mode="warn")
+        torch.cuda.set_sync_debug_mode(0)
+        steps = recipe.epochs * fitted.setup.steps_per_epoch * (CONV_PAIRED_K if path == "loop" else 1)
+        figures[f"{path}_host_syncs_per_step"] = len(caught) / steps
+        figures[f"{path}_first_sync"] = first_sync
+    return figures
+
+
+def kernel_profile_section(check, top: int = 10) -> dict:
+    """The ``top`` kernels (CUDA; operators on a CPU) by their own time in one stacked vgg6 pass
+    (K = 8, two epochs), from ``torch.profiler``: name, calls, milliseconds, share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    dataset, recipe = _sync_workload(check)
+    on_cuda = check.device.type == "cuda"
+    if not check.dry_run:
+        _conv_fit("vgg6", "stacked", dataset, CONV_PAIRED_K, recipe, check.device)  # kernels chosen, untimed
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    with profile(activities=activities) as profiler:
+        _conv_fit("vgg6", "stacked", dataset, CONV_PAIRED_K, recipe, check.device)
+        if on_cuda:
+            torch.cuda.synchronize(check.device)
+    own = "self_device_time_total" if on_cuda else "self_cpu_time_total"
+    events = [e for e in profiler.key_averages() if getattr(e, own) > 0]
+    total = sum(getattr(e, own) for e in events)
+    events.sort(key=lambda e: getattr(e, own), reverse=True)
+    return {"time": "device" if on_cuda else "cpu", "total_ms": total / 1e3,
+            "top": [{"name": e.key[:120], "calls": e.count, "ms": getattr(e, own) / 1e3,
+                     "share": getattr(e, own) / total} for e in events[:top]]}
 
 
 def peak_memory_mb(device: torch.device) -> float:

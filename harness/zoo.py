@@ -380,8 +380,9 @@ class _Setup:
     normalisation, each model's generator and members, the steps and learning rates."""
 
     def __init__(self, model, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
-                 device: torch.device, augment: DeviceAugment | None):
+                 device: torch.device, augment: DeviceAugment | None, sync_debug_mode: str | None = None):
         self.model, self.seeds, self.recipe, self.device, self.augment = model, seeds, recipe, device, augment
+        self.sync_debug_mode = sync_debug_mode
         self.on_cuda = device.type == "cuda"
         if self.on_cuda:
             # cuDNN picks its fastest kernels per shape; a pass has few shapes, all reused.
@@ -457,11 +458,22 @@ class _Setup:
                                    f"loss {epoch_loss[int(diverged[0])].item()} with {self.recipe}")
 
     def epochs(self, progress: bool, label: str):
-        if not progress:
-            return range(self.recipe.epochs)
-        from tqdm.auto import tqdm
+        """The training loop's epochs; with ``sync_debug_mode`` (CUDA) it runs under
+        ``torch.cuda.set_sync_debug_mode``, which flags every host sync inside it."""
+        epochs = range(self.recipe.epochs)
+        if progress:
+            from tqdm.auto import tqdm
 
-        return tqdm(range(self.recipe.epochs), desc=label, unit="epoch")
+            epochs = tqdm(epochs, desc=label, unit="epoch")
+        return epochs if self.sync_debug_mode is None else self._watched(epochs)
+
+    def _watched(self, epochs):
+        before = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode(self.sync_debug_mode)
+        try:
+            yield from epochs
+        finally:
+            torch.cuda.set_sync_debug_mode(before)
 
 
 class _LossWatch:
@@ -511,10 +523,12 @@ class _Fitted:
 
 
 def _fit(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
-         device: torch.device, augment: DeviceAugment | None, progress: bool, path: str = "auto") -> _Fitted:
-    """The training loop of :func:`train_conv_ensemble` on ``path`` (module docstring)."""
+         device: torch.device, augment: DeviceAugment | None, progress: bool, path: str = "auto",
+         sync_debug_mode: str | None = None) -> _Fitted:
+    """The training loop of :func:`train_conv_ensemble` on ``path`` (module docstring);
+    ``sync_debug_mode`` (``"warn"``, ``"error"``) watches its epochs for host syncs (CUDA)."""
     path = resolve_path(model, path)
-    setup = _Setup(model, dataset, masks, seeds, recipe, device, augment)
+    setup = _Setup(model, dataset, masks, seeds, recipe, device, augment, sync_debug_mode)
     label = f"{model_label(model)} x{len(seeds)} ({path})"
     return {"vmap": _VmapFitted, "stacked": _StackedFitted, "loop": _LoopFitted}[path](setup, progress, label)
 
