@@ -410,7 +410,8 @@ def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, 
 def conv_paths_section(check) -> dict:
     """:func:`conv_figures` at the device's sizes (the dry run: small_cnn, stacked and vmap only)."""
     if check.dry_run:
-        return conv_figures(check.device, quick=True, repeats=1, paths=("stacked", "vmap"), models=("small_cnn",))
+        return conv_figures(check.device, ks=(CONV_PAIRED_K,), quick=True, repeats=1, paths=("stacked", "vmap"),
+                            models=("small_cnn",))
     # Best of 2: the first pass at each K also pays cuDNN's autotuning for its shapes.
     return conv_figures(check.device, repeats=2 if check.device.type == "cuda" else 1)
 
