@@ -3,7 +3,8 @@ the in-process run's bytes under the same key, whichever executor trained which 
 killed during a chunk, a node removed mid-run and a driver killed between chunks cost retries,
 never a row written twice; a pass's own error is not retried; 0.5 of a logical GPU per task lets
 at most two chunks train at once. Serial (one cluster at a time, also under xdist), dashboard off,
-no Ray process left behind; skipped without the extra."""
+no Ray process left behind; skipped without the extra. Choosing the executor
+(``harness.executors.configure``) is checked with or without it."""
 
 from __future__ import annotations
 
@@ -20,17 +21,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
+from filelock import FileLock
 
-from filelock import FileLock  # noqa: E402
-from ray.cluster_utils import Cluster  # noqa: E402
+from harness import executors
+from harness.ensemble import THREADS_PER_PASS, open_run, pass_trainer, torch_threads, train_ensemble
+from harness.experiments import load_dataset
+from harness.masks import subsampled_plan
+from harness.store import Run, Store
+from harness.train import RidgeSpec, TrainingDiverged
 
-from harness import executors  # noqa: E402
-from harness.ensemble import open_run, pass_trainer, torch_threads, train_ensemble, THREADS_PER_PASS  # noqa: E402
-from harness.experiments import load_dataset  # noqa: E402
-from harness.masks import subsampled_plan  # noqa: E402
-from harness.store import Run, Store  # noqa: E402
-from harness.train import RidgeSpec, TrainingDiverged  # noqa: E402
+try:
+    import ray
+    from ray.cluster_utils import Cluster
+except ImportError:
+    ray = None
+NO_RAY = "the ray extra is not installed: pip install -e '.[ray]'"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = load_dataset("synthetic", "smoke")
@@ -39,8 +44,9 @@ PLAN = subsampled_plan(DATA.n_train, 8, 0.5)  # four chunks of two
 LONG_PLAN = subsampled_plan(DATA.n_train, 12, 0.5)  # six chunks of two
 ONE_CPU_NODES = 2
 
-# The faulty spec below lives in this module, which Ray's workers cannot import: ship it by value.
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+if ray is not None:
+    # The faulty spec below lives in this module, which Ray's workers cannot import: ship it by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +131,8 @@ def _alive(pid: int) -> bool:
 def cluster(tmp_path_factory):
     """A head node with no CPUs (tasks never land on it) and two 1-CPU worker nodes, this process
     connected; the lock lets one module's cluster up at a time under xdist."""
+    if ray is None:
+        pytest.skip(NO_RAY)
     with FileLock(tmp_path_factory.getbasetemp().parent / "memsuite-ray-cluster.lock"):
         before = _descendants(os.getpid())
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
@@ -305,3 +313,44 @@ def test_half_a_logical_gpu_per_task_lets_at_most_two_chunks_train_at_once(clust
         {"num_cpus": THREADS_PER_PASS, "num_gpus": 0.5}
     assert executors.task_resources("cuda", executors.Executor("ray")) == \
         {"num_cpus": THREADS_PER_PASS, "num_gpus": executors.DEFAULT_GPU_FRACTION}
+
+
+# --- choosing the executor (no cluster needed) ---------------------------------------------
+
+
+@pytest.fixture
+def default_executor(monkeypatch):
+    """The process-wide default, put back after the test."""
+    monkeypatch.setattr(executors, "_default", executors.default())
+
+
+def test_the_default_executor_is_local_and_configure_checks_what_it_is_given(default_executor, monkeypatch):
+    assert executors.default() == executors.Executor("local")
+    with pytest.raises(ValueError, match="executor must be one of"):
+        executors.configure("dask")
+    with pytest.raises(ValueError, match="needs executor 'ray'"):
+        executors.configure("local", address="auto")
+    with pytest.raises(ValueError, match="gpu_fraction"):
+        executors.configure("ray", gpu_fraction=1.5)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[ray\]'"):
+        executors.configure("ray", address="auto")
+    assert executors.default() == executors.Executor("local")  # a refused choice changes nothing
+
+
+def test_train_ensemble_trains_where_the_configured_default_says(default_executor, monkeypatch, reference, tmp_path):
+    asked = []
+
+    def fill_on_ray(run, dataset, spec, masks, seeds, device, executor, progress, desc):
+        asked.append(executor)
+        return executors._fill_locally(run, dataset, spec, masks, seeds, device, progress, desc)
+
+    monkeypatch.setattr(executors, "_fill_on_ray", fill_on_ray)
+    monkeypatch.setattr(executors, "_default", executors.Executor("ray", address="ray://head:10001"))
+    ensemble = train_ensemble(DATA, SPEC, PLAN, Store(tmp_path), progress=False)
+    assert asked == [executors.Executor("ray", address="ray://head:10001")]
+    assert_reference_bytes(ensemble, reference)
+    assert executors.resolve("ray").address == "ray://head:10001"  # the configured cluster's options
+    assert executors.resolve("local") == executors.Executor("local")
+    assert train_ensemble(DATA, SPEC, PLAN, Store(tmp_path), progress=False, executor="local").models_trained == 0
+    assert len(asked) == 1
