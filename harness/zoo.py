@@ -458,14 +458,14 @@ class _Setup:
                                    f"loss {epoch_loss[int(diverged[0])].item()} with {self.recipe}")
 
     def epochs(self, progress: bool, label: str):
-        """The training loop's epochs; with ``sync_debug_mode`` (CUDA) it runs under
-        ``torch.cuda.set_sync_debug_mode``, which flags every host sync inside it."""
+        """The training loop's epochs; with ``sync_debug_mode`` on CUDA it runs under
+        ``torch.cuda.set_sync_debug_mode``, which flags every host sync inside it (a CPU has none)."""
         epochs = range(self.recipe.epochs)
         if progress:
             from tqdm.auto import tqdm
 
             epochs = tqdm(epochs, desc=label, unit="epoch")
-        return epochs if self.sync_debug_mode is None else self._watched(epochs)
+        return epochs if self.sync_debug_mode is None or not self.on_cuda else self._watched(epochs)
 
     def _watched(self, epochs):
         before = torch.cuda.get_sync_debug_mode()
