@@ -50,7 +50,10 @@ tensors checked on the host before training (:class:`harness.images.Normalizatio
 translations are one gather of the uint8 pixels before normalising
 (:func:`harness.images.gather_images`), batch orders are copied from pinned memory without
 waiting, and each epoch's losses reach the host asynchronously and are checked for divergence
-an epoch later: nothing in a training step waits for the device.
+an epoch later: nothing in a training step waits for the device. The step is not compiled:
+``torch.compile`` of the stacked small_cnn's forward and backward took 83 s before its first
+step on this project's 2-core CPU (inductor's C++ code generation), longer than a smoke run
+trains; it is left to be measured where a GPU is.
 Learning rate, triangular (step ``s`` of ``T``, peak
 ``w = max(1, peak_at * T)``; :func:`harness.train.triangular_lr` counting steps from 1):
 
@@ -720,7 +723,8 @@ class ConvSpec:
     """Conv nets of :data:`MODELS` trained by :func:`train_conv_ensemble` with a named recipe.
 
     ``flip`` and ``translate`` configure :class:`harness.images.DeviceAugment` (no
-    augmentation when both are off). The recipe's values are part of :meth:`config`, so
+    augmentation when both are off); ``path`` is how a pass trains its models (:data:`PATHS`),
+    named resolved in :meth:`config` unless it is vmap. The recipe's values are part of :meth:`config`, so
     changing a recipe changes the store key of every run that used it.
     """
 
