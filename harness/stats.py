@@ -95,6 +95,18 @@ and when ``V_points`` alone exceeds ``d^2 / (z_{1-alpha/2} + z_{1-beta})^2`` no 
 models decides it: more points are needed. If every replicate equals the estimate, the data
 leave nothing to resample (``CrossedInterval.degenerate``) and no verdict rests on it.
 
+Where every observation of a rate is the same (every model right on every point of a bin), the
+bootstrap has nothing to resample, but a bound still follows from how many independent units
+showed no failure. If U units are independent draws whose failure shares X_u in [0, 1] have
+mean mu, then P(X_u = 0) <= 1 - mu, so P(no failure in U units) <= (1 - mu)^U, and the
+one-sided (1 - alpha) bound (Clopper-Pearson's for 0 failures of U; "the rule of three",
+about 3 / U, at alpha = 0.05) is::
+
+    mu <= 1 - alpha^(1/U).
+
+In a models x points array, models and point clusters are each drawn independently, so U
+pairs with distinct models and distinct clusters are independent: U = min(models, clusters).
+
 Holm's step-down rule over the one-sided p-values ``p_(1) <= ... <= p_(m)`` of a claim's
 cases: reject ``H_(j)`` while ``p_(j) <= alpha / (m - j + 1)`` for every earlier j.
 """
@@ -234,6 +246,23 @@ def _scalar_or_array(values: np.ndarray):
 
 
 # --------------------------------------------------------------------------- proportions
+
+
+def zero_failure_bound(units: int, alpha: float = 0.05) -> float:
+    """One-sided (1 - alpha) upper bound on a failure rate none of ``units`` independent units
+    showed (module docstring): ``1 - alpha ** (1 / units)``."""
+    _check_alpha(alpha)
+    if units < 1:
+        raise ValueError(f"a zero-failure bound needs at least one unit, got {units}")
+    return 1.0 - alpha ** (1.0 / units)
+
+
+def units_for_zero_failure_bound(bound: float, alpha: float = 0.05) -> int:
+    """The fewest independent units whose zero-failure bound is below ``bound``."""
+    _check_alpha(alpha)
+    if not 0.0 < bound < 1.0:
+        raise ValueError(f"bound must lie in (0, 1), got {bound}")
+    return math.floor(math.log(alpha) / math.log1p(-bound)) + 1
 
 
 def wilson_interval(successes, trials, alpha: float = 0.05):

@@ -235,7 +235,8 @@ def margin_left(signed: Statistic, margin: float) -> Statistic:
     absolute = absolute_value(signed)
     return Statistic(f"{format_number(margin)} minus |{signed.name}|", margin - absolute.estimate,
                      margin - absolute.upper, margin - absolute.lower, signed.n, signed.unit,
-                     "above 0 when the whole interval lies within the margin", signed.components)
+                     "; ".join(filter(None, [signed.note, "above 0 when the whole interval lies within the margin"])),
+                     signed.components)
 
 
 def undecidable(name: str, reason: str, unit: str = "points") -> Statistic:
@@ -256,6 +257,13 @@ def power_of(statistic: Statistic, threshold: Threshold) -> tuple[dict | None, s
     if not statistic.components:
         return None, "this interval has no model-level component to project"
     c = statistic.components
+    if "zero_failure" in c:
+        z = c["zero_failure"]
+        short = [f"{what} (now {z[what]})" for what in ("models", "clusters") if z[what] < z["needed"]]
+        wanted = " and more ".join(short).replace("clusters", "sub-populations")
+        return None, (f"nothing varied, so the interval is a zero-failure bound over {z['units']} units; about "
+                      f"{z['needed']} each of models and sub-populations in the bin would bound it within the "
+                      f"margin" + (f": more {wanted}" if wanted else ", which it has: the estimate itself is off"))
     fisher = c.get("scale") == "atanh"
     transform = math.atanh if fisher else float
     needed, sentence = power_statement(transform(statistic.estimate), transform(threshold.value), c["var_points"],

@@ -48,15 +48,18 @@ def per_bin(values: dict, point_groups: np.ndarray, sizes=GROUP_SIZES) -> np.nda
 
 
 def approximation_study(error_by_bin: dict, seed: int = 0, loo_models: int = 60,
-                        subsampled_models: int = 120) -> ApproximationStudy:
+                        subsampled_models: int = 120, group_sizes=GROUP_SIZES,
+                        p_out_by_bin: dict | None = None) -> ApproximationStudy:
     """Exact LOO and subsampled scores of every point, the subsampled estimator erring by
-    ``error_by_bin`` (P_in = 1; exact P_out = 0.6; subsampled P_out = 0.6 - error)."""
+    ``error_by_bin`` (P_in = 1; exact P_out = 0.6, or ``p_out_by_bin``; subsampled P_out = exact's
+    - error)."""
     rng = np.random.default_rng(seed)
-    point_groups = groups()
+    point_groups = groups(group_sizes)
     n = len(point_groups)
-    exact = loo(np.ones(n), np.full(n, 0.6), loo_models, rng)
-    sub = subsampled(np.ones(n), 0.6 - per_bin(error_by_bin, point_groups), subsampled_models, rng)
-    sizes = np.asarray(GROUP_SIZES)[point_groups]
+    p_out = per_bin(p_out_by_bin, point_groups, group_sizes) if p_out_by_bin else np.full(n, 0.6)
+    exact = loo(np.ones(n), p_out, loo_models, rng)
+    sub = subsampled(np.ones(n), p_out - per_bin(error_by_bin, point_groups, group_sizes), subsampled_models, rng)
+    sizes = np.asarray(group_sizes)[point_groups]
     bins = size_bin(sizes)
     table = pd.DataFrame({"point": np.arange(n), "loo": exact.score, "subsampled": sub.score,
                           "error": sub.score - exact.score, "size": sizes, "bin": bins})

@@ -29,7 +29,7 @@ from harness.claims import (
     threshold_dependence,
 )
 from harness.profiles import size_bin
-from harness.verdict import INCONCLUSIVE, REFUTED, SUPPORTED
+from harness.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, decide, power_of
 
 
 def check(decision, expected: str) -> None:
@@ -48,6 +48,27 @@ def check(decision, expected: str) -> None:
 def test_approx_overestimates(error_by_bin, expected):
     study = tables.approximation_study(error_by_bin, loo_models=400, subsampled_models=800)
     check(approx_overestimates.decide(study), expected)
+
+
+def test_approx_overestimates_bounds_a_bin_where_every_model_is_right_instead_of_leaving_it_without_interval():
+    """Large sub-populations every model gets right: the bootstrap has nothing to resample, so the
+    "hardly at all" part rests on zero-failure bounds; 8 sub-populations bound it only loosely
+    (inconclusive, "more sub-populations"), 200 within the 0.05 margin."""
+    right_everywhere = {"singleton": 0.6, "small": 0.6, "large": 1.0}
+    few = tables.approximation_study({"singleton": 0.0, "small": 0.3, "large": 0.0}, loo_models=200,
+                                     subsampled_models=400, p_out_by_bin=right_everywhere)
+    large = next(p for p in approx_overestimates.contrasts(few) if p.name.endswith("|overestimation of large "
+                                                                                    "sub-populations|"))
+    assert large.n == 8 and -1 < large.lower < 0 and large.upper == pytest.approx(approx_overestimates.MARGIN)
+    assert decide(large, approx_overestimates.THRESHOLD) == INCONCLUSIVE
+    assert "more sub-populations (now 8)" in power_of(large, approx_overestimates.THRESHOLD)[1]
+    many = tables.approximation_study({"singleton": 0.0, "small": 0.3, "large": 0.0}, loo_models=200,
+                                      subsampled_models=400, group_sizes=[1] * 10 + [3] * 12 + [11] * 200,
+                                      p_out_by_bin=right_everywhere)
+    bound = approx_overestimates.constant_bin_bound(many, "large", "overestimation of large sub-populations")
+    assert bound.n == 200 and bound.estimate == 0.0
+    assert -approx_overestimates.MARGIN < bound.lower < 0 < bound.upper < approx_overestimates.MARGIN
+    assert approx_overestimates.constant_bin_bound(many, "small", "varies") is None
 
 
 @pytest.mark.parametrize("error_by_bin, expected", [

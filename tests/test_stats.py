@@ -32,7 +32,9 @@ from harness.stats import (
     power_statement,
     rates_at_threshold,
     spearman,
+    units_for_zero_failure_bound,
     wilson_interval,
+    zero_failure_bound,
 )
 from harness.verdict import INCONCLUSIVE, Statistic, Threshold, decide
 
@@ -510,3 +512,15 @@ BAD_CALLS = {
 def test_bad_input_raises_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize("units", [1, 5, 40, 300])
+def test_zero_failure_bound_is_clopper_pearsons_for_no_failure(units):
+    from scipy.stats import binomtest
+
+    exact = binomtest(0, units).proportion_ci(0.95, method="exact").high   # one-sided 2.5 % above
+    assert zero_failure_bound(units, 0.025) == pytest.approx(exact, rel=1e-9)
+    needed = units_for_zero_failure_bound(exact, 0.025)
+    assert zero_failure_bound(needed, 0.025) < exact <= zero_failure_bound(needed - 1, 0.025)
+    with pytest.raises(ValueError, match="at least one unit"):
+        zero_failure_bound(0)

@@ -11,7 +11,11 @@ correction is needed):
     MARGIN - |mean error(singletons)| > 0,  MARGIN - |mean error(large)| > 0,   (hardly at all)
 
 the last two equivalence tests with MARGIN = 0.05, IMN25 4.2's own tolerance (a point "within
-5 % error" of exact LOO agrees with it). The decisive statistic is the part with the smallest
+5 % error" of exact LOO agrees with it). Where every model is right (or every model wrong) on
+every point of the bin, under both estimators, the bootstrap has nothing to resample; such a
+part is bounded instead by zero-failure bounds on each of the four rates (in and out of each
+estimator; ``harness.stats.zero_failure_bound``, Bonferroni over the four), each resting on the
+fewer of its models and the bin's sub-populations (:func:`constant_bin_bound`). The decisive statistic is the part with the smallest
 lower bound (or one whose whole interval is at or below zero, which refutes the claim); a part
 whose bin has fewer than MIN_POINTS_PER_BIN points leaves the claim undecided. Intervals: crossed bootstrap over the
 models of both estimates and the scored points by sub-population within their size bins
@@ -59,9 +63,49 @@ BINS_OF = {"small": ("small",), "singleton": ("small", "singleton"), "large": ("
            "singleton alone": ("singleton",), "large alone": ("large",)}
 
 
+def _rate_bounds(rows, columns: np.ndarray, clusters: int, alpha: float) -> tuple[float, float, int] | None:
+    """(lower, upper, units) for a rate every observation of which is the same (None if any
+    differs or there is none): all right gives [1 - u, 1], all wrong [0, u]."""
+    observed, hits = rows[0][:, columns] > 0, rows[1][:, columns] > 0
+    if not observed.any() or not (hits[observed].all() or not hits[observed].any()):
+        return None
+    units = min(int(observed.any(axis=1).sum()), clusters)
+    bound = stats.zero_failure_bound(units, alpha)
+    return (1.0 - bound, 1.0, units) if hits[observed].all() else (0.0, bound, units)
+
+
+def constant_bin_bound(study, bin_name: str, name: str, alpha: float = 0.05) -> Statistic | None:
+    """Mean error of a size bin whose four rates (P_in and P_out of each estimator) are each the
+    same in every observation, bounded by interval arithmetic on their zero-failure bounds (module
+    docstring); None if any rate varies, when the crossed bootstrap has something to resample."""
+    bins = study.table["bin"].to_numpy()
+    columns = np.flatnonzero(bins == bin_name)
+    clusters = len(np.unique(study.points.unit_of_point[columns]))
+    rates = {}
+    for estimator, scores in (("subsampled", study.subsampled), ("loo", study.loo)):
+        r = scores.rows
+        for arm, arrays in (("in", (r.in_, r.hit_in)), ("out", (r.out, r.hit_out))):
+            rates[estimator, arm] = _rate_bounds(arrays, columns, clusters, alpha / 4)
+            if rates[estimator, arm] is None:
+                return None
+    score = {e: (rates[e, "in"][0] - rates[e, "out"][1], rates[e, "in"][1] - rates[e, "out"][0])
+             for e in ("subsampled", "loo")}
+    lower, upper = score["subsampled"][0] - score["loo"][1], score["subsampled"][1] - score["loo"][0]
+    units = min(rate[2] for rate in rates.values())
+    needed = stats.units_for_zero_failure_bound(MARGIN / 2, alpha / 4)
+    models = min(int(arrays.any(axis=1).sum()) for scores in (study.subsampled, study.loo)
+                 for arrays in (scores.rows.in_[:, columns] > 0, scores.rows.out[:, columns] > 0))
+    return Statistic(name, float(np.mean(study.table["error"].to_numpy()[columns])), lower, upper, units,
+                     "models and sub-populations",
+                     f"every model right (or wrong) on every point of the bin: zero-failure bounds over "
+                     f"{units} units, the fewer of models ({models}) and sub-populations ({clusters})",
+                     {"zero_failure": {"units": units, "needed": needed, "models": models, "clusters": clusters}})
+
+
 def contrasts(study, seed: int = 0, bins=None) -> list[Statistic]:
     """The three contrasts of the module docstring from one crossed bootstrap (``bins``: the
     scored points' size bins, the study's own by default)."""
+    own_bins = bins is None   # a control's shuffled bins have no constant-bin bound
     bins = study.table["bin"].to_numpy() if bins is None else np.asarray(bins)
 
     def means(replicate):
@@ -81,6 +125,8 @@ def contrasts(study, seed: int = 0, bins=None) -> list[Statistic]:
                                          f"point(s); the part needs {MIN_POINTS_PER_BIN} in each bin"))
             continue
         statistic = Statistic.from_interval(name, intervals[part], models_per_arm=study.models_per_arm)
+        if part.endswith("alone") and intervals[part].degenerate and own_bins:
+            statistic = constant_bin_bound(study, BINS_OF[part][0], name) or statistic
         out.append(margin_left(statistic, MARGIN) if part.endswith("alone") else statistic)
     return out
 
