@@ -743,7 +743,8 @@ class ConvSpec:
             raise ValueError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
         if self.translate < 0 or self.models_per_pass < 1:
             raise ValueError(f"translate must be >= 0 pixels and models_per_pass >= 1: {self}")
-        resolve_path(self.model, self.path)
+        # Resolved here: a spec rebuilt from its config (harness.worker) equals this one.
+        object.__setattr__(self, "path", resolve_path(self.model, self.path))
 
     @property
     def augment(self) -> DeviceAugment | None:
@@ -753,7 +754,7 @@ class ConvSpec:
         # The path resolved, since "auto" may change its mind; named only when it is not vmap,
         # the path every run stored before the others existed was trained on (same keys, same bytes).
         fields = asdict(self)
-        path = resolve_path(self.model, fields.pop("path"))
+        path = fields.pop("path")
         return {"family": self.family, **fields, **({"path": path} if path != "vmap" else {}),
                 "recipe_values": asdict(RECIPES[self.recipe])}
 

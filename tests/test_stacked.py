@@ -112,7 +112,7 @@ def test_auto_picks_the_stacked_path_for_conv_nets_only():
 
 
 def test_the_store_key_names_the_path_unless_it_is_vmap():
-    assert zoo.ConvSpec("small_cnn").config()["path"] == "stacked"
+    assert zoo.ConvSpec("small_cnn").config()["path"] == "stacked" == zoo.ConvSpec("small_cnn").path
     assert "path" not in zoo.ConvSpec("small_cnn", path="vmap").config()
     assert "path" not in zoo.ConvSpec("pixel_mlp").config()
     assert zoo.ConvSpec("vgg6", path="loop").config()["path"] == "loop"
