@@ -8,7 +8,7 @@ are not used). Images are stored as FFCV ``NDArrayField`` of shape ``(C, H, W)``
 lossless, any number of channels (``RGBImageField`` would store height-width-RGB, and JPEG
 by default). Labels are an ``IntField``.
 
-FFCV is optional (``pip install 'memsuite[ffcv]'``); building it needs pkg-config, OpenCV 4
+FFCV is optional (``pip install -e '.[ffcv]'``); building it needs pkg-config, OpenCV 4
 and libjpeg-turbo headers (Debian: ``apt-get install libopencv-dev libturbojpeg0-dev``).
 Importing this module without FFCV raises ImportError with that instruction.
 """
@@ -30,7 +30,7 @@ try:
     from ffcv.writer import DatasetWriter
 except ImportError as missing:
     raise ImportError("harness.ffcv_loader needs FFCV: apt-get install libopencv-dev libturbojpeg0-dev "
-                      "pkg-config, then pip install 'memsuite[ffcv]'") from missing
+                      "pkg-config, then pip install -e '.[ffcv]'") from missing
 
 SPLITS = ("train", "test")
 READ_BATCH = 1024

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 pytest.importorskip("ffcv", reason="FFCV not installed: apt-get install libopencv-dev libturbojpeg0-dev "
-                                   "pkg-config, then pip install 'memsuite[ffcv]'")
+                                   "pkg-config, then pip install -e '.[ffcv]'")
 
 from harness import ffcv_loader  # noqa: E402
 from harness.data import Dataset, digits  # noqa: E402
