@@ -27,7 +27,10 @@ follow the umask. Every file of a new run is allocated before it is written, so 
 raises ``OSError`` naming the run (never SIGBUS from a memory map) and leaves no staging folder.
 
 Training goes in fixed chunks of rows ``[c * chunk_size, (c + 1) * chunk_size)``: a resumed
-run trains exactly the batches an uninterrupted one would, so results are bit-identical.
+run trains exactly the batches an uninterrupted one would, so on a CPU results are bit-identical
+(same seeds, masks, trainer path and thread count). On CUDA a resume is equal in distribution,
+not bit for bit: cuDNN's timed choice of algorithm, atomic adds and bf16 autocast differ between
+processes (the tolerance is not measured yet).
 A chunk is named ``<first row>-<stop row>``. Whoever trains a chunk first claims it:
 
 - a claim is the file ``claims/<chunk>``, created with ``O_EXCL`` (so one creator wins) and

@@ -57,6 +57,8 @@ def spec_from_config(config: dict):
         raise CannotRebuild(f"the run's spec has family {family!r}; this harness trains {sorted(SPEC_FAMILIES)}")
     spec_class = SPEC_FAMILIES[family]
     arguments = {name: value for name, value in config.items() if name not in DERIVED_SPEC_ENTRIES}
+    if family == "cnn":
+        arguments.setdefault("path", "vmap")   # a conv config names its path only when it is not vmap
     unknown = sorted(set(arguments) - {field.name for field in dataclasses.fields(spec_class)})
     if unknown:
         raise CannotRebuild(f"the run's {family} spec has fields {unknown} that {spec_class.__name__} does not: "

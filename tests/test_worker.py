@@ -179,6 +179,12 @@ def test_every_family_is_rebuilt_from_its_config(spec):
     assert spec_from_config(spec.config()) == spec
 
 
+def test_a_conv_run_stored_before_paths_were_named_rebuilds_on_the_vmap_path():
+    spec = replace(profiles.SMOKE.cnn, path="vmap")
+    assert "path" not in spec.config()
+    assert spec_from_config(spec.config()) == spec
+
+
 @pytest.mark.parametrize("config, message", [
     ({"family": "gbm"}, "this harness trains"),
     ({**RidgeSpec().config(), "depth": 3}, r"fields \['depth'\]"),
