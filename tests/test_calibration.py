@@ -1,7 +1,8 @@
 """harness.calibration measures coverage, and fails an interval that leaves a source of noise out.
 
 A small version of the quick design (20 replicates, a coarser truth): every interval type's
-coverage must not lie significantly below the 0.93 target (its Wilson upper bound reaches it).
+coverage must not lie significantly below the 0.93 target (its Wilson upper bound reaches it);
+the bias checks, whose truth is a larger ensemble's value, are reported and not held to it.
 The same run with the models' noise left out of the crossed bootstrap (a one-level interval
 over points, the suite's old way) must fail that check for the approximation-error contrasts,
 where the models' noise is most of the noise.
@@ -20,7 +21,8 @@ REPLICATES = 20
 
 
 def too_low(table) -> list[str]:
-    return [name for name, row in table.iterrows() if row["upper"] < calibration.TARGET[0]]
+    return [name for name, row in table.iterrows()
+            if name not in calibration.BIAS_CHECKS and row["upper"] < calibration.TARGET[0]]
 
 
 @pytest.fixture(scope="module")
