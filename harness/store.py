@@ -372,6 +372,7 @@ class Run:
         run's lock) and delete it; return the models imported. Files that fail a check stay in
         place and are named in one :class:`ChunkFileError`, raised after the others are imported."""
         imported, refused = 0, []
+        self._sweep_abandoned_chunk_temporaries()
         for file in self.chunk_files():
             try:
                 with FileLock(self.path / ".lock"):
@@ -389,6 +390,21 @@ class Run:
             problems = "; ".join(f"{error.file.name} {error.problem}" for error in refused)
             raise ChunkFileError(refused[0].file.parent, f"holds {len(refused)} bad chunk files ({problems})")
         return imported
+
+    def _sweep_abandoned_chunk_temporaries(self) -> None:
+        """Delete the half-written chunk files (``.tmp-<chunk>-<host>-<pid>-<random>.npz``) of
+        writers that are gone: a dead pid on this host, or older than ``STALE_STAGING_SECONDS``
+        from another host (a killed writer never reaches its ``finally``)."""
+        folder = self.path / CHUNK_FILES_FOLDER
+        for temporary in folder.glob(f"{STAGING_PREFIX}*.npz") if folder.is_dir() else []:
+            writer, _, pid = temporary.stem.rpartition("-")[0].rpartition("-")  # drop the random suffix
+            host = writer[len(STAGING_PREFIX):].split("-", 2)[-1]               # drop "<first>-<stop>"
+            gone = _process_gone(host, int(pid) if pid.isdigit() else None)
+            try:
+                if gone or (gone is None and time.time() - temporary.stat().st_mtime > STALE_STAGING_SECONDS):
+                    temporary.unlink()
+            except FileNotFoundError:
+                pass  # another merge swept it meanwhile
 
     def _chunk_file(self, rows: np.ndarray) -> Path:
         return self.path / CHUNK_FILES_FOLDER / f"{_chunk_name(rows)}.npz"

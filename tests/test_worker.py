@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -194,6 +195,25 @@ def test_a_conv_run_stored_before_paths_were_named_rebuilds_on_the_vmap_path():
 def test_a_spec_config_this_harness_cannot_rebuild_is_refused(config, message):
     with pytest.raises(CannotRebuild, match=message):
         spec_from_config(config)
+
+
+def test_merge_sweeps_the_temporaries_of_dead_writers_and_keeps_a_live_ones(tmp_path):
+    run = Store(tmp_path).open(CONFIG, make_masks(), SCHEMA)
+    folder = run.path / "chunks"
+    folder.mkdir()
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = folder / f".tmp-0-4-{host}-{int(dead.stdout)}-0a1b2c3d.npz"
+    live = folder / f".tmp-4-8-{host}-{os.getpid()}-0a1b2c3d.npz"
+    elsewhere = folder / ".tmp-8-12-other-host-with-dashes-123-0a1b2c3d.npz"
+    for file in (abandoned, live, elsewhere):
+        file.write_bytes(b"PK partial")
+    run.merge_chunk_files()
+    assert sorted(f.name for f in folder.iterdir()) == sorted([live.name, elsewhere.name])
+    day_ago = os.path.getmtime(elsewhere) - store_module.STALE_STAGING_SECONDS - 60
+    os.utime(elsewhere, (day_ago, day_ago))
+    run.merge_chunk_files()
+    assert [f.name for f in folder.iterdir()] == [live.name]
 
 
 def test_a_chunk_file_appears_whole_or_not_at_all(tmp_path, monkeypatch):
