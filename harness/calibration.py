@@ -61,12 +61,12 @@ import numpy as np
 import pandas as pd
 
 from harness import estimators, stats
+from harness.claims import fz_long_tail
 from harness.data import SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
 from harness.experiments import (ApproximationStudy, configuration_figures, correlation_across_configurations,
                                  training_points)
 from harness.masks import full_plan, subsampled_plan
-from harness.claims import fz_long_tail
 from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, SIZE_BINS, size_bin
 from harness.removal import marginal_utility
 from harness.store import Store
