@@ -72,6 +72,9 @@ class Profile:
     removal_thresholds: tuple = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # threshold-dependence
     sampling_rates: tuple = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)   # sampling-rate-bias
     models_per_configuration: int = 40             # mem-gen-anticorrelated: one ensemble per configuration
+    # subpopulations-stable: second embedding networks set against the suite's (a few seconds each
+    # on one core at the default pool); the spread among them is in the kappa's interval.
+    embedding_networks_compared: int = 8
 
 
 SMOKE = Profile(
@@ -85,6 +88,7 @@ SMOKE = Profile(
     image_limit_train=400, image_limit_test=200, image_embedding_pool=2000,
     cnn=ConvSpec("small_cnn", "smoke", models_per_pass=4),
     removal_thresholds=(0.1, 0.25, 0.5, 0.9), sampling_rates=(0.5, 0.7, 0.9, 0.95), models_per_configuration=20,
+    embedding_networks_compared=4,
 )
 
 DEFAULT = Profile(
@@ -111,7 +115,7 @@ PAPER = Profile(
     subsampled_models=4000, removal_models=200, hypothesis_examples=50,
     image_limit_train=None, image_limit_test=None, image_embedding_pool=10_000,
     cnn=ConvSpec("vgg6", "paper", flip=True, translate=2, models_per_pass=16),
-    models_per_configuration=400,
+    models_per_configuration=400, embedding_networks_compared=16,
 )
 
 PROFILES = {p.name: p for p in (SMOKE, DEFAULT, PAPER)}

@@ -95,6 +95,15 @@ and when ``V_points`` alone exceeds ``d^2 / (z_{1-alpha/2} + z_{1-beta})^2`` no 
 models decides it: more points are needed. If every replicate equals the estimate, the data
 leave nothing to resample (``CrossedInterval.degenerate``) and no verdict rests on it.
 
+Where a level of the design is drawn only a few times, each draw a whole fit of its own (m
+embedding networks, each clustering the same points), the estimate is the mean of the m fits'
+estimates theta_j, and its variance adds the points' variance V_p of that mean (a bootstrap over
+points, every fit recomputed on the same resample) and the fits' spread s^2 = var_j(theta_j)
+over m (``mean_over_fits``). The t quantile takes Welch-Satterthwaite's degrees of freedom,
+counting V_p as known (a thousand resamples estimate it closely)::
+
+    V = V_p + s^2 / m,     nu = V^2 / ((s^2 / m)^2 / (m - 1)),     mean_j theta_j -/+ t_{nu, 1-alpha/2} sqrt(V).
+
 Where every observation of a rate is the same (every model right on every point of a bin), the
 bootstrap has nothing to resample, but a bound still follows from how many independent units
 showed no failure. If U units are independent draws whose failure shares X_u in [0, 1] have
@@ -563,6 +572,31 @@ def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | Non
         out[name] = CrossedInterval(estimate, float(lower), float(upper), method=method,
                                     var_both=variance, var_interaction=interaction, degenerate=degenerate, **common)
     return out
+
+
+def mean_over_fits(estimates, var_points: float, n: int, alpha: float = 0.05, fits: str = "fits",
+                   bounds: tuple[float, float] = (-math.inf, math.inf)) -> CrossedInterval:
+    """The mean of m independent fits' ``estimates`` with the points' variance ``var_points`` of
+    that mean (module docstring), the interval cut to the statistic's ``bounds``; ``n`` counts the
+    points. The fits play the models' part in the variance components, so the power statement
+    asks for more fits or more points."""
+    _check_alpha(alpha)
+    values = _finite_1d("estimates", estimates)
+    if values.size < 2:
+        raise ValueError(f"mean_over_fits needs at least 2 fits' estimates, got {values.size}")
+    if not (math.isfinite(var_points) and var_points >= 0):
+        raise ValueError(f"var_points must be a finite number >= 0, got {var_points}")
+    m = values.size
+    between = float(np.var(values, ddof=1)) / m
+    variance = var_points + between
+    degrees = math.inf if between == 0 else variance**2 / (between**2 / (m - 1))
+    half = float(scipy_stats.t.ppf(1 - alpha / 2, degrees)) * math.sqrt(variance)
+    mean = float(values.mean())
+    return CrossedInterval(mean, max(mean - half, bounds[0]), min(mean + half, bounds[1]), n,
+                           f"mean over {m} {fits}: the points' bootstrap variance plus the {fits}' spread over {m}, "
+                           f"t on {degrees:.1f} (Welch-Satterthwaite) degrees of freedom", models=m,
+                           var_both=variance, var_models_only=between, var_points_only=var_points,
+                           degenerate=variance == 0)
 
 
 def power_statement(estimate: float, threshold: float, var_points: float, var_models: float,
