@@ -5,9 +5,10 @@ Per case, FZ20's procedure: subsampled scores (r = 0.7) of the training points, 
 >= 0.25}, M models on S and on S \\ R, evaluated on a test split with near-duplicates D of
 training points (planted in synthetic data at CIFAR-100's leak share s = 10 %, each copy weighted
 to the clean split's sub-population mix; detected in digits, MNIST and Fashion-MNIST) and on its
-clean part C. The study, the decision (the inflation s * (drop(R; D) - drop(R; C)) > 0) and its
-negative control (the clean test points of a random half of the sub-populations posing as the
-leaked ones) are ``harness.claims.leakage``.
+clean part C. The study, the decision (intersection-union of the sign, inflation = s * (drop(R; D)
+- drop(R; C)) > 0, and the size, the inflation more than 21.8 % of the measured utility, a change
+FZ20's own 2.54 +- 0.20 % could resolve) and its negative control (the clean test points of a
+random half of the sub-populations posing as the leaked ones) are ``harness.claims.leakage``.
 """
 
 from __future__ import annotations

@@ -253,11 +253,16 @@ def test_removal_harmless(drop_mislabeled, drop_singletons, expected):
     check(removal_harmless.decide(utility), expected)
 
 
+# With s = 0.1 the leak's share of the measured utility is 0.1 (dD - dC) / (0.9 dC + 0.1 dD): 0.58 at
+# (0.3, 0.02), 0.10 at (0.1, 0.05) (a positive inflation below the 0.218 material share), 0.22 at (0.076, 0.02).
 @pytest.mark.parametrize("drop_leaked, drop_clean, expected", [
-    (0.3, 0.02, SUPPORTED), (0.0, 0.1, REFUTED), (0.05, 0.05, INCONCLUSIVE),
+    (0.3, 0.02, SUPPORTED), (0.0, 0.1, REFUTED), (0.1, 0.05, REFUTED), (0.05, 0.05, REFUTED),
+    (0.076, 0.02, INCONCLUSIVE),
 ], ids=["decision of leakage: near-duplicates losing more than clean points is supported",
         "decision of leakage: near-duplicates losing less than clean points is refuted",
-        "decision of leakage: near-duplicates losing as much as clean points is inconclusive"])
+        "decision of leakage: an inflation below the material share of the utility is refuted by its size",
+        "decision of leakage: near-duplicates losing as much as clean points is refuted by its size",
+        "decision of leakage: an inflation at the material share is inconclusive"])
 def test_leakage(drop_leaked, drop_clean, expected):
     data = removal_data(group_test=np.concatenate([GROUPS, GROUPS]))
     leaked = np.random.default_rng(1).random(data.n_test) < 0.3
