@@ -11,6 +11,18 @@ with a crossed bootstrap: each replicate resamples the ensemble's models and the
 points by sub-population, recomputes every score and re-selects the high points. The claim
 holds when the enrichment is above 0 (the sign of the claim).
 
+The overall share is not a sample: which points are atypical is fixed by the design (the
+generator's sub-population sizes and flipped labels; for images, the clustering of the data at
+hand), so another draw of the same design has the same share, and only which of them score high
+varies. The point resample is therefore stratified by the atypical flag (within any strata the
+caller gives): atypical and typical sub-populations are each drawn within themselves, a
+sub-population holding both (a mislabeled point in a large one) as one unit per side. Each
+replicate then holds the design's atypical share, up to the sizes of the small sub-populations it
+draws, and the enrichment's spread is that of the high set alone. The replicate's own overall share
+is subtracted (not the original's), so a replicate that drew larger small sub-populations compares
+its high set with the points it was selected from. Unstratified, the share moved with how many
+atypical sub-populations a replicate drew, noise the design does not have.
+
 The enrichment selects on noisy scores, so it depends on the number of models: with few, noise
 lifts typical points over 0.25 and dilutes the high set. ``harness.calibration`` measures it
 (ridge, quick design, 200 replicates): 0.257 on average at 40 models, 0.353 at 320; the
@@ -59,16 +71,25 @@ ATTENUATION_NOTE = ("the enrichment grows with the number of models (noise dilut
                     "(README, 'Coverage')")
 
 
+def stratified_by(points: stats.Points, flags: np.ndarray) -> stats.Points:
+    """``points`` resampled within the strata it has and, inside each, within ``flags`` (module
+    docstring: the design fixes the flags' share)."""
+    given = np.zeros(points.n, dtype=np.int64) if points.strata is None else np.asarray(points.strata)
+    return stats.Points(points.clusters, np.char.add(given.astype(str), np.where(flags, "|flagged", "|other")))
+
+
 def enrichment_interval(scores, atypical: np.ndarray, points: stats.Points, seed: int = 0):
     """The enrichment's crossed-bootstrap interval (module docstring); ``points``: the training
-    points as sub-populations to resample."""
+    points as sub-populations to resample (stratified here by the atypical flag)."""
+    atypical = np.asarray(atypical, dtype=bool)
+
     def enrichment_of(replicate):
         drawn = replicate.points["training"]
         high = scores.rescored(replicate.models["subsampled"])[drawn] >= HIGH_SCORE
         return {"enrichment": atypical[drawn][high].mean() - atypical[drawn].mean() if high.any() else np.nan}
 
-    return stats.crossed_bootstrap(enrichment_of, {"subsampled": scores.model_groups}, {"training": points},
-                                   seed=seed)["enrichment"]
+    return stats.crossed_bootstrap(enrichment_of, {"subsampled": scores.model_groups},
+                                   {"training": stratified_by(points, atypical)}, seed=seed)["enrichment"]
 
 
 def decide(scores, atypical: np.ndarray, points: stats.Points, seed: int = 0) -> Decision:
