@@ -10,9 +10,10 @@ groups never do that, and this test checks that no such bias comes back.
 
 Per case, on synthetic data with known sub-populations, the grouped estimate and the exact LOO
 score of the same targets (ridge: closed form; MLP: approx-overestimates' exact LOO plan). The
-study, the decision (an equivalence test on the small sub-populations' mean difference from
-exact LOO, margin 0.05) and its negative control (FZ20's subsampled estimator in the grouped
-design's place) are ``harness.claims.grouped_leave_out``. Reported beside it: the difference per
+study, the decision (intersection-union of two equivalence tests, margin 0.05: the small
+sub-populations' mean difference from exact LOO, and every target's per-point root mean square
+error with the models' noise removed) and its negative control (FZ20's subsampled estimator in
+the grouped design's place) are ``harness.claims.grouped_leave_out``. Reported beside it: the difference per
 size bin, the pooled-P_in option, and the cost in models against exact LOO's.
 """
 
