@@ -96,6 +96,23 @@ def test_fz_long_tail(p_out_atypical, p_out_typical, expected):
     check(fz_long_tail.decide(scores, atypical, stats.Points(point_groups)), expected)
 
 
+@pytest.mark.parametrize("typical_groups, expected", [(22, SUPPORTED), (29, INCONCLUSIVE)],
+                         ids=["decision of fz-long-tail: every high point atypical against a third overall is "
+                              "supported by its zero-failure bound",
+                              "decision of fz-long-tail: every high point atypical against 92 % overall is "
+                              "inconclusive, not supported by a bootstrap with nothing to resample"])
+def test_fz_long_tail_when_every_high_point_is_atypical(typical_groups, expected):
+    """Typical points never score high, so every replicate's high set is wholly atypical; the
+    verdict rests on the zero-failure bound over the high points' sub-populations."""
+    point_groups = tables.groups()
+    atypical = point_groups < typical_groups
+    scores = tables.subsampled(np.ones(len(point_groups)), np.where(atypical, 0.2, 1.0), 200,
+                               np.random.default_rng(0))
+    decision = fz_long_tail.decide(scores, atypical, stats.Points(point_groups))
+    check(decision, expected)
+    assert "zero-failure" in decision.decisive.note
+
+
 @pytest.mark.parametrize("positives, negatives, expected", [
     ((0.6, 0.1), (1.0, 0.5), SUPPORTED), ((1.0, 0.5), (0.6, 0.1), REFUTED), ((1.0, 0.1), (1.0, 0.5), INCONCLUSIVE),
 ], ids=["decision of fractional-definition: negatives the fractional score ranks lower is supported",
@@ -122,17 +139,24 @@ def test_sampling_rate_bias(small_low, small_high, expected):
     check(sampling_rate_bias.decide(studies), expected)
 
 
-@pytest.mark.parametrize("grouped_bias, expected", [(0.0, SUPPORTED), (0.2, REFUTED), (0.05, INCONCLUSIVE)],
-                         ids=["decision of grouped-leave-out: grouped scores agreeing with exact LOO is supported",
-                              "decision of grouped-leave-out: grouped scores biased by 0.2 is refuted",
-                              "decision of grouped-leave-out: a bias at the margin is inconclusive"])
-def test_grouped_leave_out(grouped_bias, expected):
+@pytest.mark.parametrize("grouped_bias, opposite_errors, expected", [
+    (0.0, 0.0, SUPPORTED), (0.2, 0.0, REFUTED), (0.05, 0.0, INCONCLUSIVE), (0.0, 0.2, REFUTED),
+    (0.0, 0.05, INCONCLUSIVE),
+], ids=["decision of grouped-leave-out: grouped scores agreeing with exact LOO is supported",
+        "decision of grouped-leave-out: grouped scores biased by 0.2 is refuted",
+        "decision of grouped-leave-out: a bias at the margin is inconclusive",
+        "decision of grouped-leave-out: per-point errors of 0.2 and opposite sign, mean 0, are refuted",
+        "decision of grouped-leave-out: per-point errors at the margin, mean 0, are inconclusive"])
+def test_grouped_leave_out(grouped_bias, opposite_errors, expected):
+    """``opposite_errors``: every other target's grouped P_out is off by + and the rest by - that
+    much, so the mean difference is 0 and only the per-point part can see it."""
     rng = np.random.default_rng(0)
     point_groups = tables.groups()
     n = len(point_groups)
     small = np.asarray(tables.GROUP_SIZES)[point_groups] == 3
     exact = tables.loo(np.ones(n), np.full(n, 0.6), 200, rng)
-    grouped = tables.loo(np.ones(n), np.full(n, 0.6 - grouped_bias), 200, rng)
+    errors = np.where(np.arange(n) % 2 == 0, opposite_errors, -opposite_errors)
+    grouped = tables.loo(np.ones(n), np.full(n, 0.6 - grouped_bias) + errors, 200, rng)
     subsampled = tables.subsampled(np.ones(n), np.full(n, 0.3), 400, rng)
     check(grouped_leave_out.decide(grouped, exact, subsampled, small, point_groups, 200), expected)
 

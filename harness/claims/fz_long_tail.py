@@ -23,6 +23,16 @@ is subtracted (not the original's), so a replicate that drew larger small sub-po
 its high set with the points it was selected from. Unstratified, the share moved with how many
 atypical sub-populations a replicate drew, noise the design does not have.
 
+With the share fixed, a high set that is wholly atypical in every replicate (or wholly typical)
+leaves the bootstrap nothing to resample: its interval would be the overall share's small spread
+alone (0.0925 [0.081, 0.106] on digits in smoke, 33 of 33 high points atypical against 90.8 %
+overall). There the high set's share is bounded instead by the zero-failure bound
+(``harness.stats.zero_failure_bound``, one-sided at 2.5 %, the level of each side of a verdict)
+over U = min(models, sub-populations among the high points) independent units, and the overall
+share p0 is subtracted as the constant it is:
+
+    all high atypical:  [1 - bound(U) - p0, 1 - p0];     none:  [-p0, bound(U) - p0].
+
 The enrichment selects on noisy scores, so it depends on the number of models: with few, noise
 lifts typical points over 0.25 and dilutes the high set. ``harness.calibration`` measures it
 (ridge, quick design, 200 replicates): 0.257 on average at 40 models, 0.353 at 320; the
@@ -65,6 +75,7 @@ CONTROL = "atypical flags shuffled among the training points"
 PAPER = {"figure": "high-memorization examples are atypical, ambiguous or mislabeled (qualitative)",
          "source": "FZ20 (CIFAR-100 and ImageNet, subsampled estimator r = 0.7, threshold 0.25)"}
 TOP_SHARE = 0.10    # the top decile of scores, a threshold-free view of "high"
+ZERO_FAILURE_ALPHA = 0.025   # one side of the verdict's 95 % interval
 NAME = f"atypical share among points with score >= {HIGH_SCORE} minus overall"
 ATTENUATION_NOTE = ("the enrichment grows with the number of models (noise dilutes the high set toward the overall "
                     "share): the interval holds what this ensemble measures, and a larger one would measure more "
@@ -78,31 +89,66 @@ def stratified_by(points: stats.Points, flags: np.ndarray) -> stats.Points:
     return stats.Points(points.clusters, np.char.add(given.astype(str), np.where(flags, "|flagged", "|other")))
 
 
-def enrichment_interval(scores, atypical: np.ndarray, points: stats.Points, seed: int = 0):
-    """The enrichment's crossed-bootstrap interval (module docstring); ``points``: the training
-    points as sub-populations to resample (stratified here by the atypical flag)."""
+def enrichment_intervals(scores, atypical: np.ndarray, points: stats.Points, seed: int = 0) -> dict:
+    """Crossed-bootstrap intervals of the enrichment and of the high set's atypical share (module
+    docstring); ``points``: the training points as sub-populations to resample (stratified here by
+    the atypical flag)."""
     atypical = np.asarray(atypical, dtype=bool)
 
-    def enrichment_of(replicate):
+    def figures(replicate):
         drawn = replicate.points["training"]
         high = scores.rescored(replicate.models["subsampled"])[drawn] >= HIGH_SCORE
-        return {"enrichment": atypical[drawn][high].mean() - atypical[drawn].mean() if high.any() else np.nan}
+        if not high.any():
+            return {"enrichment": np.nan, "high share": np.nan}
+        high_share = atypical[drawn][high].mean()
+        return {"enrichment": high_share - atypical[drawn].mean(), "high share": high_share}
 
-    return stats.crossed_bootstrap(enrichment_of, {"subsampled": scores.model_groups},
-                                   {"training": stratified_by(points, atypical)}, seed=seed)["enrichment"]
+    return stats.crossed_bootstrap(figures, {"subsampled": scores.model_groups},
+                                   {"training": stratified_by(points, atypical)}, seed=seed)
+
+
+def enrichment_interval(scores, atypical: np.ndarray, points: stats.Points, seed: int = 0):
+    """The enrichment's crossed-bootstrap interval (:func:`enrichment_intervals`)."""
+    return enrichment_intervals(scores, atypical, points, seed)["enrichment"]
+
+
+def enrichment_statistic(scores, atypical: np.ndarray, points: stats.Points, name: str, seed: int = 0) -> Statistic:
+    """The enrichment as a verdict statistic: the crossed bootstrap's interval or, where the high
+    set's share is the same in every replicate, the zero-failure bounds (module docstring)."""
+    atypical = np.asarray(atypical, dtype=bool)
+    high = scores.score >= HIGH_SCORE
+    models = len(scores.model_groups)
+    note = (f"{int((atypical & high).sum())} of {int(high.sum())} high points vs {int(atypical.sum())} of "
+            f"{atypical.size} overall")
+    intervals = enrichment_intervals(scores, atypical, points, seed)
+    share = intervals["high share"]
+    if not (share.degenerate and np.isfinite(share.estimate)):
+        return Statistic.from_interval(name, intervals["enrichment"], note=note,
+                                       models_per_arm={"subsampled models": models})
+    clusters = len(np.unique(stratified_by(points, atypical).unit_of_point[high]))
+    units = min(models, clusters)
+    bound = stats.zero_failure_bound(units, ZERO_FAILURE_ALPHA)
+    overall = float(atypical.mean())
+    wholly = share.estimate == 1.0
+    lower, upper = (1 - bound, 1.0) if wholly else (0.0, bound)
+    # The bound that would decide it: below the distance from the overall share to the wall.
+    distance = 1.0 - overall if wholly else overall
+    needed = stats.units_for_zero_failure_bound(min(max(distance, 1e-3), 0.999), ZERO_FAILURE_ALPHA)
+    return Statistic(name, share.estimate - overall, lower - overall, upper - overall, units,
+                     "models and sub-populations",
+                     f"{note}; every replicate's high set {'wholly' if wholly else 'without any'} "
+                     f"atypical: zero-failure bound {bound:.3g} over {units} units, the fewer of models ({models}) and "
+                     f"sub-populations among the high points ({clusters}), minus the overall share {overall:.3g}",
+                     {"zero_failure": {"units": units, "needed": needed, "models": models, "clusters": clusters}})
 
 
 def decide(scores, atypical: np.ndarray, points: stats.Points, seed: int = 0) -> Decision:
     """From every training point's subsampled scores (with their model rows), its atypical flag and
     its sub-population."""
     atypical = np.asarray(atypical, dtype=bool)
-    high = scores.score >= HIGH_SCORE
-    decisive = Statistic.from_interval(NAME, enrichment_interval(scores, atypical, points, seed),
-                                       note=f"{int((atypical & high).sum())} of {int(high.sum())} high points vs "
-                                            f"{int(atypical.sum())} of {atypical.size} overall",
-                                       models_per_arm={"subsampled models": len(scores.model_groups)})
-    control = Statistic.from_interval(f"{NAME}, atypical flags shuffled",
-                                      enrichment_interval(scores, controls.shuffled(atypical, seed), points, seed))
+    decisive = enrichment_statistic(scores, atypical, points, NAME, seed)
+    control = enrichment_statistic(scores, controls.shuffled(atypical, seed), points,
+                                   f"{NAME}, atypical flags shuffled", seed)
     return Decision(decisive, THRESHOLD, Control(control, CONTROL))
 
 
