@@ -1,27 +1,51 @@
 """One's own model as a model family of the one training path.
 
 A :class:`ModelFamily` wraps any callable ``factory(num_classes, input_shape) -> nn.Module``
-(``input_shape`` is one image's ``(C, H, W)``) with a recipe, and is a model family like
-``harness.zoo.ConvSpec``: ``family``, ``models_per_pass``, ``config()``, ``schema()`` and
-``train()``, so ``harness.ensemble.train_ensemble`` trains it through the same masks, seeds,
-chunks and store as every family, and every claim study takes it where it takes the suite's.
+(``input_shape`` is one input's shape: an image's ``(C, H, W)`` or a feature vector's ``(d,)``)
+with a recipe, and is a model family like ``harness.zoo.ConvSpec``: ``family``,
+``models_per_pass``, ``config()``, ``schema()`` and ``train()``, so
+``harness.ensemble.train_ensemble`` trains it through the same masks, seeds, chunks and store as
+every family, and every claim study takes it where it takes the suite's.
 
-Training is :func:`harness.zoo.train_conv_ensemble` with the factory as its model builder: K
-models side by side, their weights stacked and the forward pass vmap'd over them. Before the
-first pass the family tries one vmap'd forward and backward pass of two models on a few
-points; a module that cannot be vmap'd (data-dependent control flow, ``.item()``, in-place
-updates of captured tensors, ...) trains one model after another instead (zoo's ``loop`` path),
-with a warning that quotes why. The inputs are uint8 images, normalised per channel by zoo.
+The recipe is one of three:
 
-The recipe is the suite's :class:`harness.zoo.Recipe` (SGD with momentum, weight decay, a
-triangular learning rate) or a :class:`Schedule`: one's own learning-rate function
-``schedule(step, total_steps) -> lr`` with the same SGD.
+- the suite's :class:`harness.zoo.Recipe` (SGD with momentum, weight decay, a triangular
+  learning rate);
+- a :class:`Schedule`: one's own learning-rate function ``schedule(step, total_steps) -> lr``
+  with the same SGD;
+- an :class:`OwnOptimizer`: one's own ``optimizer(params) -> torch.optim.Optimizer`` and,
+  optionally, ``scheduler(optimizer, total_steps) -> LRScheduler``, stepped once after every
+  optimizer step (``total_steps``: the pass's steps, which follow from its largest mask, so
+  schedules such as ``OneCycleLR`` can be built for them).
+
+K models train side by side, their weights stacked and the forward pass vmap'd over them.
+Before the first pass the family tries one vmap'd forward and backward pass of two models on a
+few points; a module that cannot be vmap'd (data-dependent control flow, ``.item()``, in-place
+updates of captured tensors, ...) trains one model after another instead, with a warning that
+quotes why. So does one's own optimizer unless it is one whose update is elementwise
+(:data:`ELEMENTWISE_OPTIMIZERS`: SGD, Adam, AdamW, RMSprop; ``tests/test_user_model.py`` pins
+the stacked weights' results to the one-by-one loop's, equal up to rounding) with the same
+parameter groups on the stacked weights as on one model's: an optimizer that mixes a tensor's
+entries (LBFGS's line search, a layer-wise norm, a factored second moment) or groups parameters
+by their shape would couple the models through their stacked weights, and the warning says
+which. Rounding: Adam and RMSprop divide a gradient by its own size, so a gradient that is zero
+up to rounding (a bias before a BatchNorm) moves its weight by the learning rate in a direction
+the rounding picks, and the two paths' results then differ visibly, as two runs would.
+
+Images (uint8 ``(n, C, H, W)``) are normalised per channel with the training split's statistics;
+features (float32 ``(n, d)``) reach the model as given. Images with the suite's recipes train on
+:func:`harness.zoo.train_conv_ensemble` (its vmap or loop path); features, and one's own
+optimizer, on this module's loop (:func:`train_models`), which follows zoo's conventions: a
+model's seed fixes its initial weights and its batches (two streams derived from it), each
+epoch a permutation of its own training points wrapped to the longest mask's steps.
 
 The store key (``config()``) holds the factory's qualified name and a hash of its source
 together with the source of every class of one's own in the model it builds (modules outside
-``torch``), the model's printed architecture, the recipe's values (a schedule's source) and the
-input shape: changing a line of the factory or of one's own layers gives new runs of this
-family and leaves every other run as it was.
+``torch``), the model's printed architecture, the recipe's values (a schedule's source; an own
+optimizer's and scheduler's source, the optimizer they build and the learning rates of a
+nominal run of :data:`SCHEDULE_PROBE_STEPS` steps, which hold what the source refers to from
+outside it) and the input shape: changing a line of the factory, of one's own layers, of the
+optimizer or of the schedule gives new runs of this family and leaves every other run as it was.
 """
 
 from __future__ import annotations
@@ -29,6 +53,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import math
 import threading
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -39,17 +64,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from harness import zoo
 from harness.data import Dataset
-from harness.train import output_schema
+from harness.images import Normalization, channel_mean_std
+from harness.masks import checked_masks
+from harness.train import TrainingDiverged, margins, output_schema
 
 ModelFactory = Callable[[int, tuple], nn.Module]
-"""``factory(num_classes, input_shape)``: a freshly initialised model for images ``(C, H, W)``."""
+"""``factory(num_classes, input_shape)``: a freshly initialised model for inputs of ``input_shape``."""
+OptimizerFactory = Callable[[list], torch.optim.Optimizer]
+"""``optimizer(params)``: an optimizer of the list of one model's (or the stacked models') parameters."""
+SchedulerFactory = Callable[[torch.optim.Optimizer, int], LRScheduler]
+"""``scheduler(optimizer, total_steps)``: a learning-rate scheduler, stepped after every optimizer step."""
 
 PROBE_POINTS = 4
 # One vmap probe at a time: passes start on several threads at once (harness.ensemble).
 _PROBING = threading.Lock()
+# Optimizers whose update of a tensor is elementwise, the same on K models' stacked weights as on
+# each model's own: tests/test_user_model.py pins each to the one-by-one loop's results.
+ELEMENTWISE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
+# The nominal run whose learning rates key an own scheduler (config()): long enough for warm-ups
+# and decays to show.
+SCHEDULE_PROBE_STEPS = 64
 
 
 def source_hash(function) -> str:
@@ -62,13 +101,17 @@ def source_hash(function) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _own_classes_hash(model: nn.Module) -> str:
     """A hash of the source of every module class in ``model`` that is not torch's own."""
     sources = []
     for cls in sorted({type(m) for m in model.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
         if cls.__module__.split(".")[0] not in ("torch", "torchvision"):
             sources.append(f"{cls.__module__}.{cls.__qualname__}:{source_hash(cls)}")
-    return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
+    return _text_hash("\n".join(sources))
 
 
 @dataclass(frozen=True)
@@ -97,6 +140,58 @@ class Schedule:
                 "momentum": self.momentum, "weight_decay": self.weight_decay}
 
 
+@dataclass(frozen=True)
+class OwnOptimizer:
+    """One's own optimizer and, optionally, learning-rate scheduler (module docstring)."""
+
+    optimizer: OptimizerFactory
+    epochs: int
+    batch_size: int
+    scheduler: SchedulerFactory | None = None
+    name: str = "own optimizer"
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if not callable(self.optimizer) or not (self.scheduler is None or callable(self.scheduler)):
+            raise ValueError(f"{self.name}: optimizer must be a callable params -> torch.optim.Optimizer and "
+                             f"scheduler None or a callable (optimizer, total_steps) -> LRScheduler")
+
+    def build(self, params, total_steps: int) -> tuple[torch.optim.Optimizer, LRScheduler | None]:
+        """The optimizer of ``params`` and its scheduler for ``total_steps`` steps, checked."""
+        optimizer = self.optimizer(list(params))
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"{self.name}: the optimizer factory returned a {type(optimizer).__name__}, "
+                            f"not a torch.optim.Optimizer")
+        if self.scheduler is None:
+            return optimizer, None
+        scheduler = self.scheduler(optimizer, total_steps)
+        if isinstance(scheduler, ReduceLROnPlateau) or not isinstance(scheduler, LRScheduler):
+            raise TypeError(f"{self.name}: the scheduler factory returned a {type(scheduler).__name__}; the "
+                            f"suite steps a torch.optim.lr_scheduler.LRScheduler once per training step, "
+                            f"without a metric (ReduceLROnPlateau waits for one)")
+        return optimizer, scheduler
+
+    def values(self, model: nn.Module) -> dict:
+        """What keys the runs: the factories' source, the optimizer they build for ``model`` and
+        the learning rates of a nominal run (values the source refers to from outside it)."""
+        optimizer, scheduler = self.build(copy.deepcopy(model).parameters(), SCHEDULE_PROBE_STEPS)
+        rates = []
+        with warnings.catch_warnings():
+            # "lr_scheduler.step() before optimizer.step()": no optimizer steps in a nominal run.
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(SCHEDULE_PROBE_STEPS if scheduler is not None else 1):
+                rates.append([group["lr"] for group in optimizer.param_groups])
+                if scheduler is not None:
+                    scheduler.step()
+        return {"optimizer": source_hash(self.optimizer), "built": _text_hash(repr(optimizer)),
+                "scheduler": None if self.scheduler is None else source_hash(self.scheduler),
+                "rates": _text_hash(repr(rates)), "epochs": self.epochs, "batch_size": self.batch_size}
+
+
+AnyRecipe = zoo.Recipe | Schedule | OwnOptimizer
+
+
 @dataclass(frozen=True, eq=False)
 class ModelFamily:
     """One's own model as a family of the one training path (module docstring)."""
@@ -104,23 +199,31 @@ class ModelFamily:
     factory: ModelFactory
     num_classes: int
     input_shape: tuple
-    recipe: zoo.Recipe | Schedule = field(default_factory=lambda: zoo.RECIPES["cpu_short"])
+    recipe: AnyRecipe = field(default_factory=lambda: zoo.RECIPES["cpu_short"])
     name: str | None = None
     models_per_pass: int = 8
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
-        if len(self.input_shape) != 3:
-            raise ValueError(f"input_shape is one image's (C, H, W), got {self.input_shape}")
+        if len(self.input_shape) not in (1, 3):
+            raise ValueError(f"input_shape is one image's (C, H, W) or one feature vector's (d,), "
+                             f"got {self.input_shape}")
         if self.num_classes < 2 or self.models_per_pass < 1:
             raise ValueError(f"num_classes must be >= 2 and models_per_pass >= 1, got {self.num_classes}, "
                              f"{self.models_per_pass}")
         if not callable(self.factory):
             raise ValueError(f"factory must be a callable (num_classes, input_shape) -> nn.Module, got {self.factory!r}")
+        if not isinstance(self.recipe, (zoo.Recipe, Schedule, OwnOptimizer)):
+            raise ValueError(f"recipe must be a harness.zoo.Recipe, a Schedule or an OwnOptimizer, "
+                             f"got {type(self.recipe).__name__}")
 
     @property
     def family(self) -> str:
         return self.name or getattr(self.factory, "__name__", type(self.factory).__name__)
+
+    @property
+    def on_images(self) -> bool:
+        return len(self.input_shape) == 3
 
     def build(self) -> nn.Module:
         """One freshly initialised model (from torch's global RNG), checked to be an ``nn.Module``."""
@@ -129,23 +232,32 @@ class ModelFamily:
             raise TypeError(f"{self.family}: the factory returned a {type(model).__name__}, not an nn.Module")
         return model
 
-    def _seeded_models(self, count: int) -> list[nn.Module]:
-        # zoo seeds torch's global RNG for each model it builds, under its lock, on several
-        # threads at once: a model built here without that lock could shift theirs.
-        with zoo._GLOBAL_RNG, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return [self.build() for _ in range(count)]
+    def seeded_models(self, seeds) -> list[nn.Module]:
+        """One model per seed, each initialised from its seed as zoo initialises its models."""
+        models = []
+        for seed in seeds:
+            # zoo seeds torch's global RNG for each model it builds, under its lock, on several
+            # threads at once: a model built here without that lock could shift theirs.
+            with zoo._GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+                torch.manual_seed(zoo._stream_seed(seed, 0))
+                models.append(self.build())
+        return models
 
     @cached_property
     def _identity(self) -> dict:
-        model = self._seeded_models(1)[0]
-        return {"source": source_hash(self.factory), "classes": _own_classes_hash(model),
-                "architecture": hashlib.sha256(repr(model).encode()).hexdigest()[:16]}
+        model = self.seeded_models([0])[0]
+        identity = {"source": source_hash(self.factory), "classes": _own_classes_hash(model),
+                    "architecture": _text_hash(repr(model))}
+        recipe = self.recipe.values(model) if isinstance(self.recipe, OwnOptimizer) else None
+        return {**identity, "recipe": recipe}
 
     def config(self) -> dict:
-        recipe = self.recipe.values() if isinstance(self.recipe, Schedule) else asdict(self.recipe)
+        identity = dict(self._identity)
+        recipe = identity.pop("recipe")
+        if recipe is None:
+            recipe = self.recipe.values() if isinstance(self.recipe, Schedule) else asdict(self.recipe)
         factory = f"{getattr(self.factory, '__module__', '?')}.{getattr(self.factory, '__qualname__', self.family)}"
-        return {"family": self.family, "factory": factory, **self._identity, "num_classes": self.num_classes,
+        return {"family": self.family, "factory": factory, **identity, "num_classes": self.num_classes,
                 "input_shape": list(self.input_shape), "recipe": recipe, "models_per_pass": self.models_per_pass}
 
     def schema(self, dataset: Dataset) -> dict:
@@ -153,14 +265,15 @@ class ModelFamily:
 
     def check(self, dataset: Dataset) -> None:
         """A ValueError naming the mismatch when ``dataset`` is not what this family is built for."""
-        if not dataset.is_image or dataset.x_train.dtype != torch.uint8:
-            raise ValueError(f"{self.family} trains on uint8 images (n, C, H, W); {dataset.name} holds "
-                             f"{dataset.x_train.dtype} inputs of shape {tuple(dataset.x_train.shape)} (use the suite's "
-                             f"'mlp' or 'ridge' family for features)")
+        kind = "images" if self.on_images else "features"
+        if self.on_images != dataset.is_image:
+            given = "uint8 images" if dataset.is_image else f"{dataset.x_train.dtype} features"
+            raise ValueError(f"{self.family} is built for {kind} of shape {self.input_shape}; {dataset.name} holds "
+                             f"{given} of shape {tuple(dataset.x_train.shape[1:])}")
         if tuple(dataset.x_train.shape[1:]) != self.input_shape or dataset.num_classes != self.num_classes:
-            raise ValueError(f"{self.family} is built for {self.num_classes} classes of {self.input_shape} images; "
+            raise ValueError(f"{self.family} is built for {self.num_classes} classes of {self.input_shape} {kind}; "
                              f"{dataset.name} has {dataset.num_classes} classes of "
-                             f"{tuple(dataset.x_train.shape[1:])} images")
+                             f"{tuple(dataset.x_train.shape[1:])} {kind}")
 
     def _builder(self):
         def builder(num_classes, in_channels, image_size):
@@ -171,14 +284,10 @@ class ModelFamily:
 
     def vmap_problem(self, dataset: Dataset) -> str | None:
         """Why two of these models cannot train side by side under vmap, or None when they can."""
-        from torch.func import functional_call, stack_module_state, vmap
-
-        from harness.images import channel_mean_std, normalize
-
-        models = self._seeded_models(2)
-        x = dataset.x_train[:PROBE_POINTS]
-        x = normalize(x, *channel_mean_std(x))
-        y = dataset.y_train[:PROBE_POINTS]
+        models = self.seeded_models([0, 1])
+        inputs = _Inputs(dataset, "cpu")
+        indices = torch.arange(min(PROBE_POINTS, dataset.n_train))
+        x, y = inputs.train(indices), dataset.y_train[indices]
         try:
             params, buffers = stack_module_state(models)
             skeleton = copy.deepcopy(models[0]).to("meta")
@@ -193,6 +302,22 @@ class ModelFamily:
                 vmap(lambda p, b, x: functional_call(skeleton, (p, b), (x,)), in_dims=(0, 0, None))(params, buffers, x)
         except Exception as error:   # whatever vmap refuses, the loop can still train
             return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        return self.stacked_optimizer_problem(models)
+
+    def stacked_optimizer_problem(self, models: list[nn.Module]) -> str | None:
+        """Why one's own optimizer would not train stacked weights as it trains each model's, or None."""
+        if not isinstance(self.recipe, OwnOptimizer):
+            return None
+        params, _ = stack_module_state(models)
+        stacked, _ = self.recipe.build(params.values(), SCHEDULE_PROBE_STEPS)
+        alone, _ = self.recipe.build(models[0].parameters(), SCHEDULE_PROBE_STEPS)
+        if type(stacked) not in ELEMENTWISE_OPTIMIZERS:
+            return (f"its optimizer, {type(stacked).__name__}, is none of those checked to update each weight "
+                    f"on its own ({', '.join(o.__name__ for o in ELEMENTWISE_OPTIMIZERS)}): on stacked weights it "
+                    f"could couple the models")
+        if _groups(stacked, list(params.values())) != _groups(alone, list(models[0].parameters())):
+            return ("its optimizer puts the stacked weights in other parameter groups than one model's "
+                    "(grouped by shape or size?)")
         return None
 
     @cached_property
@@ -211,12 +336,170 @@ class ModelFamily:
             self._paths[shape] = "vmap"
             return "vmap"
         warnings.warn(f"{self.family} cannot be vmap'd ({problem}); its models train one after another "
-                      f"(zoo's loop path): slower, the same models", stacklevel=3)
+                      f"(the loop path): slower, the same models", stacklevel=3)
         self._paths[shape] = "loop"
         return "loop"
 
     def train(self, dataset: Dataset, masks: np.ndarray, seeds: np.ndarray,
               device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
         self.check(dataset)
-        return zoo.train_conv_ensemble(self._builder(), dataset, masks, seeds, self.recipe, device,
-                                       progress=False, path=self.path_for(dataset))
+        path = self.path_for(dataset)
+        if self.on_images and not isinstance(self.recipe, OwnOptimizer):
+            return zoo.train_conv_ensemble(self._builder(), dataset, masks, seeds, self.recipe, device,
+                                           progress=False, path=path)
+        return train_models(self, dataset, masks, seeds, device, path)
+
+
+def _groups(optimizer: torch.optim.Optimizer, params: list) -> list:
+    """Each parameter group as the positions of its parameters in ``params`` and its options."""
+    position = {id(p): i for i, p in enumerate(params)}
+    return [([position.get(id(p)) for p in group["params"]],
+             repr({name: value for name, value in group.items() if name != "params"}))
+            for group in optimizer.param_groups]
+
+
+class _Inputs:
+    """A data set's inputs on the device as the models see them: images normalised per channel
+    with the training split's statistics (as zoo's paths do), features as given."""
+
+    def __init__(self, dataset: Dataset, device: str | torch.device):
+        self.x_train, self.x_test = dataset.x_train.to(device), dataset.x_test.to(device)
+        self.normalization = Normalization(*channel_mean_std(self.x_train), device) if dataset.is_image else None
+
+    def _seen(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.normalization is None else self.normalization(x)
+
+    def train(self, indices: torch.Tensor) -> torch.Tensor:
+        return self._seen(self.x_train[indices])
+
+    def test(self, indices: torch.Tensor) -> torch.Tensor:
+        return self._seen(self.x_test[indices])
+
+
+class _Stepper:
+    """One optimizer stepped under its recipe: the suite's SGD at each step's learning rate
+    (a Recipe or a Schedule), or one's own optimizer and scheduler."""
+
+    def __init__(self, recipe: AnyRecipe, params, total_steps: int):
+        self.steps_taken, self.scheduler, self.rates = 0, None, None
+        if isinstance(recipe, OwnOptimizer):
+            self.optimizer, self.scheduler = recipe.build(params, total_steps)
+        else:
+            self.rates = recipe.learning_rates(total_steps).tolist()
+            self.optimizer = torch.optim.SGD(params, lr=self.rates[0], momentum=recipe.momentum,
+                                             weight_decay=recipe.weight_decay)
+
+    def step(self, loss: torch.Tensor) -> None:
+        if self.rates is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.rates[self.steps_taken]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.steps_taken += 1
+
+
+class _Batches:
+    """Each model's batches, epoch by epoch: a permutation of its training points from its own
+    generator, wrapped to the longest mask's steps (zoo's convention)."""
+
+    def __init__(self, masks: np.ndarray, seeds: list[int], batch_size: int, device: torch.device):
+        self.members = [torch.from_numpy(np.flatnonzero(row)) for row in masks]
+        self.generators = [torch.Generator().manual_seed(zoo._stream_seed(seed, 1)) for seed in seeds]
+        self.batch_size, self.device = batch_size, device
+        self.steps_per_epoch = math.ceil(max(len(m) for m in self.members) / batch_size)
+
+    def epoch(self, ks) -> torch.Tensor:
+        """Models ``ks``' next epoch: indices ``(len(ks), steps, B)``."""
+        positions = torch.arange(self.steps_per_epoch * self.batch_size)
+        order = [self.members[k][torch.randperm(len(self.members[k]), generator=self.generators[k])]
+                 [positions % len(self.members[k])] for k in ks]
+        return torch.stack(order).view(len(ks), self.steps_per_epoch, self.batch_size).to(self.device)
+
+
+def train_models(family: ModelFamily, dataset: Dataset, masks: np.ndarray, seeds, device: str | torch.device = "cpu",
+                 path: str = "vmap") -> dict[str, np.ndarray]:
+    """K models of ``family``, model k on the points in ``masks[k]`` from ``seeds[k]``, on ``path``
+    (``"vmap"``: stacked weights; ``"loop"``: one after another; the same models): the arrays of
+    ``harness.train.output_schema``. Raises ``TrainingDiverged`` on a NaN or infinite loss."""
+    if path not in ("vmap", "loop"):
+        raise ValueError(f"path is 'vmap' or 'loop', got {path!r}")
+    device = torch.device(device)
+    seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
+    masks = checked_masks(masks, dataset.n_train, seeds)
+    inputs, y_train, y_test = _Inputs(dataset, device), dataset.y_train.to(device), dataset.y_test.to(device)
+    batches = _Batches(masks, seeds, family.recipe.batch_size, device)
+    total_steps = family.recipe.epochs * batches.steps_per_epoch
+    models = [model.to(device) for model in family.seeded_models(seeds)]
+
+    def raise_if_diverged(epoch_loss: torch.Tensor, epoch: int, ks) -> None:
+        bad = np.flatnonzero(~torch.isfinite(epoch_loss.cpu()).numpy())
+        if len(bad):
+            k = ks[int(bad[0])]
+            raise TrainingDiverged(f"{family.family} (seed {seeds[k]}, model {k} of {len(seeds)}) diverged in epoch "
+                                   f"{epoch + 1} of {family.recipe.epochs} with {family.recipe}")
+
+    trained = _train_stacked if path == "vmap" else _train_one_by_one
+    logits_of, final_loss = trained(models, family.recipe, inputs, y_train, batches, total_steps, raise_if_diverged)
+    results = {}
+    with torch.no_grad():
+        for split, n, labels, x_of in (("train", dataset.n_train, y_train, inputs.train),
+                                       ("test", dataset.n_test, y_test, inputs.test)):
+            logits = torch.cat([logits_of(x_of(torch.arange(start, min(n, start + batches.batch_size), device=device)))
+                                for start in range(0, n, batches.batch_size)], dim=1)
+            results[f"{split}_margin"] = margins(logits, labels).cpu().numpy().astype(np.float32)
+            if split == "train":
+                results["train_spp"] = logits.softmax(-1).amax(-1).cpu().numpy().astype(np.float32)
+    results["final_loss"] = final_loss.cpu().numpy().astype(np.float32)
+    return results
+
+
+def _train_one_by_one(models, recipe, inputs, y_train, batches, total_steps, raise_if_diverged):
+    """Each model trained alone as a plain ``nn.Module``; returns (logits of a batch (K, n, C), final losses)."""
+    final_loss = torch.zeros(len(models))
+    for k, model in enumerate(models):
+        model.train()
+        stepper = _Stepper(recipe, model.parameters(), total_steps)
+        for epoch in range(recipe.epochs):
+            order = batches.epoch([k])[0]
+            epoch_loss = torch.zeros((), device=batches.device)
+            for indices in order:
+                loss = F.cross_entropy(model(inputs.train(indices)).float(), y_train[indices])
+                stepper.step(loss)
+                epoch_loss += loss.detach()
+            epoch_loss = epoch_loss[None] / batches.steps_per_epoch
+            raise_if_diverged(epoch_loss, epoch, [k])
+        final_loss[k] = epoch_loss[0].cpu()
+        model.eval()
+    return (lambda x: torch.stack([model(x).float() for model in models])), final_loss
+
+
+def _train_stacked(models, recipe, inputs, y_train, batches, total_steps, raise_if_diverged):
+    """The models' weights stacked, one model's functional call vmap'd over them; returns as
+    :func:`_train_one_by_one`."""
+    params, buffers = stack_module_state(models)
+    skeleton = copy.deepcopy(models[0]).to("meta")
+
+    def loss_of_one(p, b, x, y):
+        return F.cross_entropy(functional_call(skeleton, (p, b), (x,)).float(), y)
+
+    losses_of_all = vmap(loss_of_one)
+    stepper = _Stepper(recipe, params.values(), total_steps)
+    everyone = list(range(len(models)))
+    skeleton.train()
+    for epoch in range(recipe.epochs):
+        order = batches.epoch(everyone)
+        epoch_loss = torch.zeros(len(models), device=batches.device)
+        for step in range(batches.steps_per_epoch):
+            indices = order[:, step]
+            x = inputs.train(indices.reshape(-1)).unflatten(0, tuple(indices.shape))
+            losses = losses_of_all(params, buffers, x, y_train[indices])
+            stepper.step(losses.sum())   # each model's gradient is its own loss's
+            epoch_loss += losses.detach()
+        epoch_loss = epoch_loss / batches.steps_per_epoch
+        raise_if_diverged(epoch_loss, epoch, everyone)
+    skeleton.eval()
+    evaluate = vmap(lambda p, b, x: functional_call(skeleton, (p, b), (x,)).float(), in_dims=(0, 0, None))
+    return (lambda x: evaluate(params, buffers, x)), epoch_loss.cpu()

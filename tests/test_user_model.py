@@ -16,6 +16,7 @@ from harness.data import from_arrays
 from harness.ensemble import train_ensemble
 from harness.masks import full_plan
 from harness.model_family import ModelFamily, Schedule
+from harness.store import run_key
 from harness.runner import RecordingStore
 from harness.zoo import Recipe
 
@@ -64,6 +65,16 @@ def test_the_key_follows_the_factorys_source_and_the_recipe(write_factory):
     changed = family_of(write_factory(17)).config()
     assert changed["source"] != first["source"] and changed["factory"] == first["factory"]
     assert family_of(write_factory(16), recipe=Recipe("tiny", epochs=2, batch_size=16, peak_lr=0.05)).config() != first
+
+
+def test_the_suites_recipes_key_the_runs_as_before_own_optimizers_existed(write_factory):
+    # Pinned before OwnOptimizer was added: a family of the suite's Recipe or of a Schedule keeps its
+    # stored runs.
+    masks = np.ones((2, 36), dtype=bool)
+    factory = write_factory(16)
+    assert run_key(family_of(factory).config(), masks) == "bd7bc4eca364cc46"
+    assert run_key(family_of(factory, recipe=Schedule(factory, epochs=1, batch_size=16)).config(),
+                   masks) == "a3e095524cbe4543"
 
 
 class Doubled(nn.Module):
@@ -149,10 +160,10 @@ def test_a_family_refuses_data_it_is_not_built_for(tiny_images, shape, classes, 
     assert words in str(refused.value)
 
 
-def test_a_family_refuses_feature_data_naming_the_suites_families():
+def test_a_family_refuses_data_of_the_other_kind():
     x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
     data = from_arrays(x, np.arange(20) % 2, x, np.arange(20) % 2, infer_groups=False)
-    with pytest.raises(ValueError, match="trains on uint8 images"):
+    with pytest.raises(ValueError, match=r"built for images of shape \(1, 2, 2\); my-data holds torch.float32 features"):
         ModelFamily(lambda c, s: nn.Linear(4, c), num_classes=2, input_shape=(1, 2, 2)).check(data)
 
 
