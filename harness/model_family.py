@@ -245,20 +245,19 @@ class ModelFamily:
 
     @cached_property
     def _identity(self) -> dict:
+        """What keys the model and its recipe, from one model built as training builds them."""
         model = self.seeded_models([0])[0]
-        identity = {"source": source_hash(self.factory), "classes": _own_classes_hash(model),
-                    "architecture": _text_hash(repr(model))}
-        recipe = self.recipe.values(model) if isinstance(self.recipe, OwnOptimizer) else None
-        return {**identity, "recipe": recipe}
+        if isinstance(self.recipe, OwnOptimizer):
+            recipe = self.recipe.values(model)   # the optimizer it builds for this model
+        else:
+            recipe = self.recipe.values() if isinstance(self.recipe, Schedule) else asdict(self.recipe)
+        return {"source": source_hash(self.factory), "classes": _own_classes_hash(model),
+                "architecture": _text_hash(repr(model)), "recipe": recipe}
 
     def config(self) -> dict:
-        identity = dict(self._identity)
-        recipe = identity.pop("recipe")
-        if recipe is None:
-            recipe = self.recipe.values() if isinstance(self.recipe, Schedule) else asdict(self.recipe)
         factory = f"{getattr(self.factory, '__module__', '?')}.{getattr(self.factory, '__qualname__', self.family)}"
-        return {"family": self.family, "factory": factory, **identity, "num_classes": self.num_classes,
-                "input_shape": list(self.input_shape), "recipe": recipe, "models_per_pass": self.models_per_pass}
+        return {"family": self.family, "factory": factory, **self._identity, "num_classes": self.num_classes,
+                "input_shape": list(self.input_shape), "models_per_pass": self.models_per_pass}
 
     def schema(self, dataset: Dataset) -> dict:
         return output_schema(dataset)
