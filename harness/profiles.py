@@ -125,6 +125,9 @@ PROFILES = {p.name: p for p in (SMOKE, DEFAULT, PAPER)}
 # rate (ridge models are cheap).
 MIN_MODELS_OUT = 10
 RATE_MODEL_BUDGET = {"ridge": 4, "mlp": 1}
+# A family of one's own (harness.model_family, or any spec not the suite's) gets the MLP's budget: a
+# net trained by SGD costs like the suite's MLP or more, never like the closed-form ridge.
+OWN_FAMILY_RATE_BUDGET = RATE_MODEL_BUDGET["mlp"]
 
 
 def get(name: str) -> Profile:

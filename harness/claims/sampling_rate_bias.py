@@ -23,7 +23,9 @@ k models at rate r (:func:`models_at`). At rate r each point is left out of k (1
 k is raised to at least MIN_MODELS_OUT / (1 - r) (r = 0.99 needs 1,000 models for 10). P_out is
 unbiased for any count, and a bin's bias averages many points, so 10 suffice for the bin means
 the claim is about (not for single points' scores). A rate whose k exceeds the family's budget
-(RATE_MODEL_BUDGET times the profile's k) is reported as unresolvable and left out. Also
+(:func:`model_budget` times the profile's k: RATE_MODEL_BUDGET for the suite's ridge and MLP,
+OWN_FAMILY_RATE_BUDGET, the MLP's, for a family of one's own) is reported as unresolvable and
+left out; a family of one's own has its budget stated in the report's notes. Also
 reported: a Spearman correlation of bias(small) with r across the rates, and the change between
 r = 0.5 and r = 0.9, where the reviews of IMN26 saw the error flat on CIFAR-10.
 """
@@ -38,9 +40,11 @@ import pandas as pd
 
 from harness import controls, plots, stats
 from harness.experiments import approximation_error, load_or_skip
-from harness.profiles import MIN_MODELS_OUT, RATE_MODEL_BUDGET, SIZE_BINS
+from harness.profiles import MIN_MODELS_OUT, OWN_FAMILY_RATE_BUDGET, RATE_MODEL_BUDGET, SIZE_BINS
+from harness.train import MLPSpec, RidgeSpec
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
                              margin_left, undecidable)
+from harness.zoo import ConvSpec
 
 CLAIM = "sampling-rate-bias"
 MARGIN = 0.05
@@ -110,11 +114,26 @@ def decide(studies: dict, seed: int = 0) -> Decision:
                     Control(intersection_union(same_rate[:2], THRESHOLD), CONTROL), parts)
 
 
-def models_at(rate: float, family: str, profile) -> int | None:
+SUITE_SPECS = (RidgeSpec, MLPSpec, ConvSpec)
+
+
+def model_budget(spec) -> int:
+    """How many times the profile's k one rate may train of ``spec``'s family: RATE_MODEL_BUDGET
+    for the suite's families (a ValueError for one it has no budget for), OWN_FAMILY_RATE_BUDGET
+    for any other (one's own), whatever its name."""
+    if not isinstance(spec, SUITE_SPECS):
+        return OWN_FAMILY_RATE_BUDGET
+    if spec.family not in RATE_MODEL_BUDGET:
+        raise ValueError(f"{CLAIM} budgets its models per family (harness.profiles.RATE_MODEL_BUDGET: "
+                         f"{sorted(RATE_MODEL_BUDGET)}); the suite's {spec.family} family has no budget there")
+    return RATE_MODEL_BUDGET[spec.family]
+
+
+def models_at(rate: float, budget: int, profile) -> int | None:
     """k at rate r: the profile's k, raised so each point is out of >= MIN_MODELS_OUT models;
-    None when that is over the family's budget."""
+    None when that is over ``budget`` times the profile's k."""
     needed = max(profile.subsampled_models, math.ceil(MIN_MODELS_OUT / (1.0 - rate) - 1e-9))
-    return needed if needed <= RATE_MODEL_BUDGET[family] * profile.subsampled_models else None
+    return needed if needed <= budget * profile.subsampled_models else None
 
 
 def bias_by_bin(errors: dict[float, pd.DataFrame]) -> pd.DataFrame:
@@ -145,7 +164,8 @@ def bias_figure(bias: pd.DataFrame, title: str):
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
-    planned = {rate: models_at(rate, case.family, profile) for rate in profile.sampling_rates}
+    budget = model_budget(spec)
+    planned = {rate: models_at(rate, budget, profile) for rate in profile.sampling_rates}
     resolvable = [rate for rate, models in planned.items() if models is not None]
     if len(resolvable) < 2:
         raise ValueError(f"{case.id}: fewer than two rates fit the budget ({planned})")
@@ -182,7 +202,11 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
                + ", ".join(f"r={r}: {b:.3f}" for r, b in zip(small["rate"], small["bias"]))]
               + ([f"rates {unresolvable} unresolvable at this budget: they need "
                   f"{', '.join(str(math.ceil(MIN_MODELS_OUT / (1 - r) - 1e-9)) for r in unresolvable)} models, over "
-                  f"{RATE_MODEL_BUDGET[case.family] * profile.subsampled_models} for the {case.family} family"]
-                 if unresolvable else []))
+                  f"{budget * profile.subsampled_models} for the {case.family} family"]
+                 if unresolvable else [])
+              + ([f"{case.family} is a family of one's own: at most {budget * profile.subsampled_models} models a "
+                  f"rate ({budget} x the profile's k = {profile.subsampled_models}; "
+                  f"harness.profiles.OWN_FAMILY_RATE_BUDGET, the suite's MLP budget)"]
+                 if not isinstance(spec, SUITE_SPECS) else []))
     return CaseReport(result, {"bias-vs-rate": bias_figure(bias, f"{case.id}: bias of the subsampled estimator")},
                       {"bias by rate and sub-population size": bias.round(4)})
