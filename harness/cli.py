@@ -12,7 +12,8 @@ the store reused or trained, and where the report went. ``--data`` is a ``.npz``
 a ``Dataset`` or a function returning one. ``--model`` is ``MODULE:NAME`` naming a
 ``harness.model_family.ModelFamily`` (or any spec of the training path), or a factory
 ``(num_classes, input_shape) -> nn.Module`` trained with the ``cpu_short`` recipe; or one of the
-suite's families, ``ridge``, ``mlp``, ``cnn``. Modules are imported from the working directory
+suite's families, ``ridge``, ``mlp``, ``cnn``; for mem-gen-anticorrelated, ``MODULE:NAME`` of a
+list of such families, one configuration each. Modules are imported from the working directory
 first. The same data, family, profile and seed give the same verdict as the same study run by
 pytest, from the same stored runs.
 
@@ -62,16 +63,25 @@ def load_data(reference: str):
 
 
 def load_family(reference: str, data):
-    from harness.model_family import ModelFamily
-
+    """The family ``--model`` names, or the list of families a list names."""
     if reference in SUITE_FAMILIES:
         return reference
     named = _named(reference, "model")
+    if isinstance(named, (list, tuple)):
+        return [_family(item, data, f"{reference}[{i}]", None) for i, item in enumerate(named)]
+    return _family(named, data, reference, reference.partition(":")[2])
+
+
+def _family(named, data, reference: str, name: str | None):
+    """``named`` as a family: itself, a suite family's name, or a factory's ModelFamily (called ``name``)."""
+    from harness.model_family import ModelFamily
+
+    if isinstance(named, str) and named in SUITE_FAMILIES:
+        return named
     if hasattr(named, "train") and hasattr(named, "config"):
         return named
     if callable(named):
-        return ModelFamily(named, num_classes=data.num_classes, input_shape=tuple(data.x_train.shape[1:]),
-                           name=reference.partition(":")[2])
+        return ModelFamily(named, num_classes=data.num_classes, input_shape=tuple(data.x_train.shape[1:]), name=name)
     raise ValueError(f"--model {reference!r} is neither a model family nor a factory of nn.Modules")
 
 
@@ -81,6 +91,8 @@ def _list(_arguments) -> int:
     width = max(map(len, CLAIMS))
     for claim_id, entry in CLAIMS.items():
         own = f" (not on one's own data: {entry.own_data})" if entry.own_data else ""
+        if entry.across_configurations:
+            own = " (on one's own data: a list of families, one configuration each)"
         print(f"{claim_id:<{width}}  {entry.sentence}{own}")
     return 0
 
@@ -117,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--data", required=True, help="FILE.npz, or MODULE:NAME of a Dataset or a function giving one")
     verify.add_argument("--model", required=True,
                         help="MODULE:NAME of a ModelFamily or of a factory (num_classes, input_shape) -> nn.Module; "
-                             "or ridge, mlp, cnn")
+                             "or ridge, mlp, cnn; for mem-gen-anticorrelated, of a list of families")
     verify.add_argument("--profile", default=os.environ.get("MEMSUITE_PROFILE", "default"),
                         choices=sorted(profiles.PROFILES), help="budget (default: $MEMSUITE_PROFILE or default)")
     verify.add_argument("--seed", type=int, default=0, help="seed of the models, not of the data (default 0)")

@@ -9,9 +9,14 @@ own cases use (:data:`CLAIMS`). The profile still sets every count (models, LOO 
 bootstraps). :func:`run` writes the case report (JSON, Markdown, plots) where asked;
 :func:`claim` gives one claim's ``run(dataset, family, profile=..., store=..., device=...)``.
 
-Two claims do not take one data set and one family: mem-gen-anticorrelated correlates six or
-more configurations of the suite's families, and subpopulations-stable re-embeds the suite's
-image data sets. They are listed, and refused by :func:`study` with that reason.
+Two claims do not take one data set and one family. mem-gen-anticorrelated correlates
+memorization with test accuracy across configurations: on one's own data it takes a list of at
+least ``MIN_CONFIGURATIONS`` (5) families of one's own (variants of one's model and training),
+one configuration each (``harness.claims.mem_gen_anticorrelated.own_configurations``), and
+refuses one family with that reason. subpopulations-stable re-embeds the suite's image data
+sets; it is listed, and refused by :func:`study` with that reason. sampling-rate-bias gives a
+family of one's own the suite MLP's budget of models per rate
+(``harness.profiles.OWN_FAMILY_RATE_BUDGET``), stated in its report.
 
 The store says which runs a study reused: every run the study opens is recorded with the
 models it lacked at that moment (:class:`RecordingStore`), and the result's notes name the runs
@@ -36,11 +41,13 @@ from harness.store import Run, Store
 @dataclass(frozen=True)
 class ClaimEntry:
     """A claim of the suite: its module under ``harness.claims``, the sampling rate its cases use
-    (None: exact LOO or the claim's own design), and why it cannot run on one's own data (if so)."""
+    (None: exact LOO or the claim's own design), why it cannot run on one's own data (if so), and
+    whether it takes a list of families, one configuration each, in place of one."""
 
     module: str
     rate: float | None = None
     own_data: str = ""
+    across_configurations: bool = False
 
     def load(self):
         return importlib.import_module(f"harness.claims.{self.module}")
@@ -62,8 +69,7 @@ CLAIMS = {
     "fz-marginal-utility": ClaimEntry("fz_marginal_utility", FZ20_RATE),
     "grouped-leave-out": ClaimEntry("grouped_leave_out"),
     "leakage": ClaimEntry("leakage", FZ20_RATE),
-    "mem-gen-anticorrelated": ClaimEntry("mem_gen_anticorrelated", own_data=(
-        "it correlates memorization with accuracy across configurations of the suite's own families")),
+    "mem-gen-anticorrelated": ClaimEntry("mem_gen_anticorrelated", across_configurations=True),
     "removal-harmless": ClaimEntry("removal_harmless"),
     "removal-shifts-distribution": ClaimEntry("removal_shifts_distribution", FZ20_RATE),
     "sampling-rate-bias": ClaimEntry("sampling_rate_bias"),
@@ -148,10 +154,15 @@ def study(claim_id: str, dataset, family, profile="default", store=None, device:
     chosen = entry(claim_id)
     if chosen.own_data:
         raise ValueError(f"{claim_id} does not run on one data set and one family: {chosen.own_data}")
-    case = OwnCase(register_dataset(dataset), family, chosen.rate if rate is ... else rate)
-    if claim_id == "sampling-rate-bias" and case.family not in profiles_module.RATE_MODEL_BUDGET:
-        raise ValueError(f"sampling-rate-bias budgets its models per family (harness.profiles.RATE_MODEL_BUDGET: "
-                         f"{sorted(profiles_module.RATE_MODEL_BUDGET)}); {case.family} has no budget there")
+    several = isinstance(family, (list, tuple))
+    if several and not chosen.across_configurations:
+        raise ValueError(f"{claim_id} takes one family, got a list of {len(family)}")
+    data = register_dataset(dataset)
+    if chosen.across_configurations:
+        # One family alone is refused there, with the reason.
+        case = _grid(claim_id, data, family if several else [family], _profile(profile))
+    else:
+        case = OwnCase(data, family, chosen.rate if rate is ... else rate)
     root = store.root if isinstance(store, Store) else store
     recording = RecordingStore(root if root is not None else Store().root)
     started = time.perf_counter()
@@ -160,6 +171,19 @@ def study(claim_id: str, dataset, family, profile="default", store=None, device:
     result.seconds = result.seconds or time.perf_counter() - started
     result.notes = [*result.notes, *recording.reuse_notes()]
     return CaseReport(result, figures, tables)
+
+
+def _grid(claim_id: str, data: str, families, profile: Profile):
+    """mem-gen-anticorrelated's one case: each of ``families`` a configuration on ``data``."""
+    from harness.claims.mem_gen_anticorrelated import Grid, own_configurations
+
+    cases = [OwnCase(data, family) for family in families]
+    labels = [case.family for case in cases]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"{claim_id}: each configuration needs its own family name (ModelFamily(..., name=...)); "
+                         f"{', '.join(repeated)} named more than once")
+    return Grid(tuple(own_configurations(data, {case.family: case.spec(profile) for case in cases})))
 
 
 def run(claim_id: str, dataset, family, profile="default", store=None, device: str | None = None, seed: int = 0,

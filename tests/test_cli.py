@@ -17,7 +17,9 @@ def test_list_prints_every_claim_with_its_sentence(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(CLAIMS)
     assert any(line.startswith("fz-long-tail") and "high-memorization points are atypical" in line for line in lines)
-    assert any("not on one's own data" in line for line in lines if line.startswith("mem-gen-anticorrelated"))
+    assert any("not on one's own data" in line for line in lines if line.startswith("subpopulations-stable"))
+    assert any("a list of families, one configuration each" in line for line in lines
+               if line.startswith("mem-gen-anticorrelated"))
 
 
 @pytest.fixture
@@ -47,10 +49,12 @@ def test_verify_prints_the_verdict_and_the_store_and_writes_the_report(small_npz
 
 @pytest.mark.parametrize("claim, model, words", [
     ("no-such-claim", "ridge", "unknown claim 'no-such-claim'"),
-    ("mem-gen-anticorrelated", "ridge", "does not run on one data set"),
+    ("mem-gen-anticorrelated", "ridge", "give at least 5 families on small-mine"),
+    ("subpopulations-stable", "ridge", "does not run on one data set"),
     ("fz-long-tail", "no_such_module:factory", "No module named 'no_such_module'"),
     ("fz-long-tail", "tests.test_cli:no_such_factory", "has no 'no_such_factory'"),
-], ids=["an unknown claim is named", "a claim of the suite's own configurations is refused",
+], ids=["an unknown claim is named", "one family where configurations are correlated is refused",
+        "a claim of the suite's own data sets is refused",
         "a missing model module is named", "a missing factory is named"])
 def test_verify_refuses_what_it_cannot_run_with_a_message(small_npz, tmp_path, capsys, claim, model, words):
     status = cli.main(["verify", claim, "--data", str(small_npz), "--model", model, "--profile", "smoke",

@@ -29,7 +29,11 @@ Negative control: the same two parts with each configuration's accuracies (test 
 from its own models) shuffled across configurations.
 
 The study (:func:`configurations`, :func:`measure`): per configuration, one subsampled ensemble
-at FZ20's r = 0.7 on its data set.
+at FZ20's r = 0.7 on its data set. On one's own data (:func:`own_configurations`, through
+``harness.runner``) the configurations are one's own families on that data set, at least
+MIN_CONFIGURATIONS of them: variants of one's model and training (widths, depths, weight decay,
+epochs, optimizers), as IMN25 varied architectures and training settings; the correlation then
+runs across them, one data set where IMN25 had three.
 """
 
 from __future__ import annotations
@@ -134,6 +138,22 @@ def configurations(profile) -> list[Configuration]:
     ] + [Configuration("mlp", data, mlp) for data in REAL_IMAGES]
 
 
+# The partial correlation's least number of configurations (harness.stats.pearson_with_model_noise:
+# its Fisher interval has n - 2 degrees of freedom and its jackknife leaves one out).
+MIN_CONFIGURATIONS = 5
+
+
+def own_configurations(data: str, families: dict) -> list[Configuration]:
+    """One configuration per family of one's own (label -> spec of the training path) on the
+    registered data set ``data``; a ValueError saying why when there are too few to correlate."""
+    if len(families) < MIN_CONFIGURATIONS:
+        raise ValueError(f"{CLAIM} correlates memorization with test accuracy across configurations: give at least "
+                         f"{MIN_CONFIGURATIONS} families on {data} (variants of your model or training: widths, depths, "
+                         f"weight decay, epochs, optimizers), got {len(families)}; the partial correlation the claim "
+                         f"is decided on needs {MIN_CONFIGURATIONS} configurations")
+    return [Configuration(label, data, spec) for label, spec in families.items()]
+
+
 def measure(configuration: Configuration, models: int, profile, store, device, seed=0):
     """One configuration's figures, and its scores and ensemble (for resampling its models)."""
     data = load_dataset(configuration.data, profile.name)
@@ -212,8 +232,10 @@ def study(case: Grid, profile, store, device, seed: int = 0) -> CaseReport:
                f"the claim: mean memorization minus the gap is test accuracy minus held-out accuracy, so at a "
                f"fixed gap it rises with test accuracy wherever the test split is drawn unlike the training set",
                f"mean memorization minus the gap averages {difference.estimate:.3f}: P_out is accuracy on held-out "
-               f"training points, drawn like the training set, while the synthetic test splits over-weight small "
-               f"sub-populations (at least 2 test points each, singletons included), where accuracy is lowest",
+               f"training points, drawn like the training set, while "
+               + ("the synthetic test splits over-weight small sub-populations (at least 2 test points each, "
+                  "singletons included), where accuracy is lowest" if any(c.data.startswith("synthetic") for c in present)
+                  else "a test split drawn unlike the training set moves the test accuracy away from it"),
                f"training accuracy ranges {table['training accuracy'].min():.3f} to "
                f"{table['training accuracy'].max():.3f}, test accuracy {accuracy.min():.3f} to {accuracy.max():.3f}"],
     )
