@@ -33,6 +33,12 @@ holds the truth (``../shared/STATISTICS.md``, "Checking intervals"):
   with the replicate's own number of models. **high-point enrichment against 8x the models**
   holds the same interval against the mean with ``truth_factor`` times the models, a bias check
   (``BIAS_CHECKS``): how far what k models measure lies from what a much larger ensemble would.
+- **error ends, small** and **error ends, singleton** (error-is-subpopulation, which also
+  re-selects): among the points scoring >= 0.25, the share of small-sub-population members among
+  the k highest-error points minus among the k lowest, and the singletons' share the other way
+  round (``harness.claims.error_is_subpopulation.end_contrasts``). Truth at the replicate's
+  number of models, with the bias check against 8x the models beside each, as for the enrichment.
+  A replicate with too few influential points for both ends gives no interval and counts as a miss.
 - **partial correlation** (mem-gen-anticorrelated's second part): partial r of the share of
   points scoring >= 0.25 and test accuracy given mean memorization, over the same
   configurations, the jackknife with the models' variance (t on n - 2 degrees of freedom).
@@ -61,7 +67,7 @@ import numpy as np
 import pandas as pd
 
 from harness import estimators, stats
-from harness.claims import fz_long_tail
+from harness.claims import error_is_subpopulation, fz_long_tail
 from harness.data import SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
 from harness.experiments import (ApproximationStudy, configuration_figures, correlation_across_configurations,
@@ -76,10 +82,14 @@ NOMINAL = 0.95
 TARGET = (0.93, 0.995)
 TYPES = ("approximation error, small", "approximation error, small minus large", "removal drop",
          "per-point Newcombe", "fractional box", "correlation", "partial correlation", "high-point enrichment",
-         "high-point enrichment against 8x the models")
+         "high-point enrichment against 8x the models", "error ends, small", "error ends, singleton",
+         "error ends, small, against 8x the models", "error ends, singleton, against 8x the models")
 # Rows whose truth is not the interval's target but a larger ensemble's value: they measure how far
 # a statistic moves with the number of models (a bias), reported beside the coverage, not held to TARGET.
-BIAS_CHECKS = ("high-point enrichment against 8x the models",)
+BIAS_CHECKS = ("high-point enrichment against 8x the models", "error ends, small, against 8x the models",
+               "error ends, singleton, against 8x the models")
+# error-is-subpopulation's two contrasts, by the key ``end_contrasts`` gives each.
+ERROR_ENDS = {"small": (TYPES[9], TYPES[11]), "singleton": (TYPES[10], TYPES[12])}
 # The partial correlation mem-gen-anticorrelated decides its second part on (x given g, with test accuracy).
 PARTIAL = ("share memorized", "mean memorization")
 
@@ -154,6 +164,12 @@ def _enrichment(scores, atypical: np.ndarray) -> float:
     return float(atypical[high].mean() - atypical.mean()) if high.any() else math.nan
 
 
+def _error_end(study: ApproximationStudy, key: str, seed: int) -> float:
+    """error-is-subpopulation's contrast ``key`` on one study (NaN where too few points are
+    influential); only the estimate is read, so the fewest resamples."""
+    return error_is_subpopulation.end_contrasts(study, seed, n_boot=100)[key].estimate
+
+
 def _removal(design: Design, data, models_factor: int, store: Store, seed: int):
     return marginal_utility(data, design.ridge, {"singletons": data.group_size_train == 1},
                             design.removal_models * models_factor, store, seed=seed, progress=False)
@@ -187,6 +203,7 @@ def population_truth(design: Design, store: Store) -> dict[str, float]:
     """The population-level targets: means over fresh large draws, and the correlation over many
     configurations with large ensembles (module docstring)."""
     contrasts, drops, enrichments, enrichments_at_8k = [], [], [], []
+    ends = {name: [] for names in ERROR_ENDS.values() for name in names}
     for j in range(design.truth_draws):
         seed = 10**6 + j
         data = _data(design, seed)
@@ -195,7 +212,11 @@ def population_truth(design: Design, store: Store) -> dict[str, float]:
         error = study.table["error"].to_numpy()
         contrasts.append((error[bins == "small"].mean(), error[bins == "small"].mean() - error[bins == "large"].mean()))
         enrichments_at_8k.append(_enrichment(study.subsampled, _atypical(data)))
-        enrichments.append(_enrichment(_approximation(design, data, 1, store, seed).subsampled, _atypical(data)))
+        at_k = _approximation(design, data, 1, store, seed)
+        enrichments.append(_enrichment(at_k.subsampled, _atypical(data)))
+        for key, (name, name_at_8k) in ERROR_ENDS.items():
+            ends[name].append(_error_end(at_k, key, seed))
+            ends[name_at_8k].append(_error_end(study, key, seed))
         removal = _removal(design, data, design.truth_factor, store, seed)
         drops.append(float(removal.per_model_drop("singletons").mean()))
     rng = np.random.default_rng(10**6)
@@ -209,7 +230,8 @@ def population_truth(design: Design, store: Store) -> dict[str, float]:
             TYPES[5]: float(stats.row_correlation(figures["mean memorization"][None], figures["test accuracy"][None])[0]),
             TYPES[6]: float(stats.row_correlation(figures[PARTIAL[0]][None], figures["test accuracy"][None],
                                                   figures[PARTIAL[1]][None])[0]),
-            TYPES[7]: float(np.nanmean(enrichments)), TYPES[8]: float(np.nanmean(enrichments_at_8k))}
+            TYPES[7]: float(np.nanmean(enrichments)), TYPES[8]: float(np.nanmean(enrichments_at_8k)),
+            **{name: float(np.nanmean(values)) for name, values in ends.items()}}
 
 
 def replicate(design: Design, index: int, truth: dict, store: Store) -> dict[str, bool]:
@@ -226,6 +248,11 @@ def replicate(design: Design, index: int, truth: dict, store: Store) -> dict[str
                                                   training_points(data, np.arange(data.n_train)), seed=index)
     for name in TYPES[7:9]:
         covered[name] = enrichment.lower <= truth[name] <= enrichment.upper
+    # An end contrast without an interval (too few influential points) counts as not covering.
+    ends = error_is_subpopulation.end_contrasts(study, index, n_boot=design.n_boot)
+    for key, names in ERROR_ENDS.items():
+        for name in names:
+            covered[name] = ends[key].lower <= truth[name] <= ends[key].upper
 
     # Per point: one random point's interval against the same point's score from many more models.
     large = _approximation(design, data, design.truth_factor, store, index + 10**5)

@@ -43,7 +43,7 @@ def points_per_end(influential: int) -> int:
     return min(MOST_PER_END, influential // 4)
 
 
-def end_contrasts(study, seed: int = 0, bins=None) -> dict:
+def end_contrasts(study, seed: int = 0, bins=None, n_boot: int = 1000) -> dict:
     """Both contrasts with crossed-bootstrap intervals, keyed 'small', 'singleton' (``bins``: the
     scored points' size bins, the study's own by default)."""
     bins = study.table["bin"].to_numpy() if bins is None else np.asarray(bins)
@@ -62,7 +62,7 @@ def end_contrasts(study, seed: int = 0, bins=None) -> dict:
         return {"small": np.mean(top == "small") - np.mean(bottom == "small"),
                 "singleton": np.mean(bottom == "singleton") - np.mean(top == "singleton")}
 
-    return study.bootstrap(shares, seed=seed)
+    return study.bootstrap(shares, n_boot=n_boot, seed=seed)
 
 
 def decide(study, seed: int = 0) -> Decision:
