@@ -180,8 +180,10 @@ def subsampled(masks: np.ndarray, train_margin: np.ndarray, alpha: float = 0.05)
 
 def exact_loo(masks: np.ndarray, train_margin: np.ndarray, left_out: np.ndarray,
               targets=None, alpha: float = 0.05) -> MemorizationScores:
-    """Exact leave-one-out from a LOO plan: rows with ``left_out == -1`` train on S, rows with
-    ``left_out == i`` on S minus i. ``targets`` defaults to every point left out somewhere."""
+    """Exact leave-one-out from a LOO plan: rows with ``left_out == -1`` train on a base set,
+    rows with ``left_out == i`` on a base set minus i; a base row counts toward P_in of the
+    targets its base set holds (every target, when the base is S). ``targets`` defaults to every
+    point left out somewhere."""
     _check(masks, train_margin)
     left_out = np.asarray(left_out)
     if left_out.shape != (len(masks),):
@@ -196,7 +198,7 @@ def exact_loo(masks: np.ndarray, train_margin: np.ndarray, left_out: np.ndarray,
         raise ValueError(f"targets {never[:5].tolist()} were never left out; a LOO plan scores only "
                          f"its own targets ({len(available)} here)")
     correct = train_margin[:, targets] > 0
-    base = np.broadcast_to((left_out == -1)[:, None], correct.shape)
+    base = (left_out == -1)[:, None] & masks[:, targets]
     out = left_out[:, None] == targets[None, :]
     # One pool for the base models and one for each target's models.
     return from_rows("exact_loo", targets, ModelRows.of(correct, base, correct, out, left_out), alpha)

@@ -8,6 +8,11 @@ target it leaves out (``left_out[k]``; -1 when none):
 - **subsampled** (:func:`subsampled_plan`, Feldman & Zhang 2020): k models on random subsets
   of about m = r n points, balanced so that every point is in exactly round(r k) models
   (each point's in/out counts, and so its interval width, are the same).
+- **exact leave-one-out at about r n points** (:func:`loo_plan_on_subsets`): B random subsets of
+  round(r n) points; on each, one model on the subset and one on the subset minus each target
+  it holds. A target counts the subset models that hold it toward P_in and its own left-out
+  models toward P_out, so its score is exact LOO at training size r n, averaged over subsets:
+  what the subsampled estimator at rate r estimates, for splitting its error in two.
 - **full** (:func:`full_plan`): K models on all of S; with the ridge family's closed-form
   LOO this is exact LOO for every point.
 - **removal** (:func:`removal_plan`): model k on S minus its own set R_k (the arms of a
@@ -108,6 +113,41 @@ def loo_plan(n: int, targets, models_per_target: int, base: np.ndarray | None = 
     masks[np.flatnonzero(leave), rows[leave]] = False
     return MaskPlan("loo", masks, rows, {"n": n, "models_per_target": models_per_target,
                                          "targets": len(targets)})
+
+
+def loo_plan_on_subsets(n: int, targets, draws: int, rate: float, seed: int = 0) -> MaskPlan:
+    """Exact LOO at training size about r n (module docstring): ``draws`` random subsets of
+    round(r n) points, each with one model on it and one without each target it holds."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"sampling rate r must lie strictly between 0 and 1, got {rate}")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    if targets.ndim != 1 or len(targets) == 0 or len(np.unique(targets)) != len(targets):
+        raise ValueError("targets must be a non-empty 1-D array of distinct point indices")
+    if targets.min() < 0 or targets.max() >= n:
+        raise ValueError(f"every target must be a point index in 0..{n - 1}")
+    size = round(rate * n)
+    if not 1 < size < n:
+        raise ValueError(f"r n = {rate} x {n} leaves no room to leave a point out of a subset")
+    rng = np.random.default_rng([seed, n, draws])
+    subsets = np.zeros((draws, n), dtype=bool)
+    for subset in subsets:
+        subset[rng.choice(n, size, replace=False)] = True
+    never = targets[~subsets[:, targets].any(axis=0)]
+    if len(never):
+        raise ValueError(f"targets {never[:5].tolist()} fell in none of the {draws} subsets; use more draws")
+    masks, left_out = [], []
+    for subset in subsets:
+        masks.append(subset)
+        left_out.append(-1)
+        for target in targets[subset[targets]]:
+            without = subset.copy()
+            without[target] = False
+            masks.append(without)
+            left_out.append(int(target))
+    return MaskPlan("loo_subsets", np.array(masks), np.array(left_out, dtype=np.int64),
+                    {"n": n, "draws": draws, "rate": rate, "targets": len(targets), "seed": seed})
 
 
 def subsampled_plan(n: int, models: int, rate: float, seed: int = 0) -> MaskPlan:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from harness import stats
 from harness.estimators import MemorizationScores, closed_form_loo, exact_loo, fractional, subsampled
-from harness.masks import loo_plan
+from harness.masks import loo_plan, loo_plan_on_subsets
 
 # 4 models x 3 points.
 SUB_MASKS = np.array([[1, 1, 0],
@@ -255,3 +255,15 @@ def test_exact_loo_resamples_the_base_models_and_each_targets_models_as_pools():
     closed = closed_form_loo(np.ones((4, 3), dtype=bool), np.ones((4, 3)), -np.ones((4, 3)))
     assert closed.model_groups.tolist() == [0, 0, 0, 0]
     np.testing.assert_allclose(closed.rescored(np.array([3.0, 0, 1, 0])), [1.0, 1.0, 1.0])
+
+
+def test_exact_loo_on_subsets_counts_only_the_subsets_that_hold_the_target():
+    """A model right exactly on its own training points memorizes every target fully (score 1);
+    P_in counts only the subset models that hold the target, as many as the subsets that do."""
+    targets = np.array([2, 9, 11])
+    plan = loo_plan_on_subsets(30, targets, draws=12, rate=0.6, seed=0)
+    margins = np.where(plan.masks, 1.0, -1.0).astype(np.float32)
+    scores = exact_loo(plan.masks, margins, plan.left_out, targets)
+    assert np.allclose(scores.score, 1.0)
+    holding = plan.masks[plan.left_out == -1][:, targets].sum(0)
+    assert (scores.n_in == holding).all() and (scores.n_out == holding).all()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.masks import checked_masks, full_plan, loo_plan, removal_plan, subsampled_plan
+from harness.masks import checked_masks, full_plan, loo_plan, loo_plan_on_subsets, removal_plan, subsampled_plan
 
 
 def test_subsampled_plan_puts_every_point_in_exactly_round_rk_models():
@@ -132,3 +132,29 @@ def test_checked_masks_takes_lists_and_empty_rows_outside_training():
     assert checked_masks(np.zeros((2, 3), dtype=bool)).shape == (2, 3)      # a plan may remove everything
     with pytest.raises(ValueError, match=r"removed must be a non-empty 2-D bool array"):
         removal_plan(np.zeros((2, 3), dtype=int))
+
+
+def test_loo_plan_on_subsets_leaves_each_held_target_out_of_its_own_subset():
+    targets = np.array([0, 5, 17, 30])
+    plan = loo_plan_on_subsets(40, targets, draws=10, rate=0.7, seed=3)
+    bases = np.flatnonzero(plan.left_out == -1)
+    assert len(bases) == 10 and (plan.masks[bases].sum(1) == 28).all()
+    for start, end in zip(bases, [*bases[1:], plan.n_models]):
+        subset = plan.masks[start]
+        assert sorted(plan.left_out[start + 1:end]) == sorted(targets[subset[targets]])
+        for row in range(start + 1, end):
+            expected = subset.copy()
+            expected[plan.left_out[row]] = False
+            assert (plan.masks[row] == expected).all()
+    again = loo_plan_on_subsets(40, targets, draws=10, rate=0.7, seed=3)
+    assert (again.masks == plan.masks).all() and (again.left_out == plan.left_out).all()
+    assert not (loo_plan_on_subsets(40, targets, draws=10, rate=0.7, seed=4).masks[bases] == plan.masks[bases]).all()
+
+
+def test_loo_plan_on_subsets_refuses_what_cannot_be_left_out():
+    with pytest.raises(ValueError, match="rate"):
+        loo_plan_on_subsets(40, [1, 2], draws=4, rate=1.0)
+    with pytest.raises(ValueError, match="none of the 1 subsets"):
+        loo_plan_on_subsets(40, np.arange(40), draws=1, rate=0.5)
+    with pytest.raises(ValueError, match="distinct"):
+        loo_plan_on_subsets(40, [1, 1], draws=4, rate=0.5)

@@ -23,26 +23,34 @@ models of both estimates and the scored points by sub-population within their si
 
 Negative control: the same parts with the size bins shuffled among the scored points.
 
-A finding the papers do not report (:func:`decomposition`, ridge family): the subsampled
+A finding the papers do not report (:func:`decomposition`): the subsampled
 estimator at rate r estimates memorization for a training set of size r n, so its error against
 exact LOO at size n splits in two, per size bin,
 
     subsampled - LOO(n) = [subsampled - LOO(r n)] + [LOO(r n) - LOO(n)],
                            estimator's own error     training-size effect
 
-where LOO(r n) is each subsampled model's own closed-form refit without the point (paired on
-the same draws, ``harness.experiments.paired_loo``). The first is the estimator's error at the
+where LOO(r n) is, for the ridge family, each subsampled model's own closed-form refit without
+the point (paired on the same draws, ``harness.experiments.paired_loo``), and for a network a
+LOO plan of its own on random subsets of round(r n) points (``harness.masks.loo_plan_on_subsets``,
+about M / r subsets for M models in each target's P_in; its models a third pool of the
+bootstrap), on the data sets of ``profiles.NETWORK_DECOMPOSITION_DATA`` at FZ20's rate, as it
+costs another LOO plan. The first is the estimator's error at the
 size it estimates; the second is how much more a point is memorized by a model trained on r n
 points than on n, which is what "overestimation" mostly is if the first is near zero.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from harness import controls, image_plots, plots, stats
+from harness import controls, estimators, image_plots, plots, stats
+from harness.ensemble import train_ensemble
 from harness.experiments import approximation_error, load_or_skip, subpopulation_summary
-from harness.profiles import SIZE_BINS
+from harness.masks import loo_plan_on_subsets
+from harness.profiles import FZ20_RATE, NETWORK_DECOMPOSITION_DATA, SIZE_BINS
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
                              margin_left, undecidable)
 
@@ -139,34 +147,51 @@ def decide(study, seed: int = 0) -> Decision:
                     Control(intersection_union(shuffled, THRESHOLD), CONTROL), parts)
 
 
-def decomposition(study, seed: int = 0) -> list[Statistic]:
-    """The two parts of the error per size bin (module docstring), from one crossed bootstrap; empty
-    without paired LOO (families other than ridge)."""
-    if study.paired is None:
+def decomposition(study, seed: int = 0, at_size=None) -> list[Statistic]:
+    """The two parts of the error per size bin (module docstring), from one crossed bootstrap;
+    ``at_size``: a network's exact LOO at r n on the study's points (its own models). Empty
+    without either that or the ridge family's paired LOO."""
+    paired = study.paired is not None
+    if not paired and at_size is None:
         return []
     bins = study.table["bin"].to_numpy()
+    pools = {"loo": study.loo.model_groups, "subsampled": study.subsampled.model_groups}
+    if not paired:
+        pools["loo at r n"] = at_size.model_groups
 
     def parts(replicate):
         points = replicate.points["scored"]
         subsampled = study.subsampled.rescored(replicate.models["subsampled"])
-        paired = study.paired.rescored(replicate.models["subsampled"])   # the same model rows
+        at_r_n = (study.paired.rescored(replicate.models["subsampled"]) if paired   # the same model rows
+                  else at_size.rescored(replicate.models["loo at r n"]))
         exact = study.loo.rescored(replicate.models["loo"])
         out = {}
         for b in SIZE_BINS:
             chosen = points[bins[points] == b]
-            out[f"own {b}"] = np.nanmean(subsampled[chosen] - paired[chosen]) if len(chosen) else np.nan
-            out[f"size {b}"] = np.nanmean(paired[chosen] - exact[chosen]) if len(chosen) else np.nan
+            out[f"own {b}"] = np.nanmean(subsampled[chosen] - at_r_n[chosen]) if len(chosen) else np.nan
+            out[f"size {b}"] = np.nanmean(at_r_n[chosen] - exact[chosen]) if len(chosen) else np.nan
         return out
 
-    intervals = study.bootstrap(parts, seed=seed)
+    intervals = stats.crossed_bootstrap(parts, pools, {"scored": study.points}, seed=seed)
+    models = study.models_per_arm | ({} if paired else {"LOO models at r n": len(at_size.model_groups)})
+    how = "paired" if paired else "on subsets of its own"
     out = []
     for b in SIZE_BINS:
         if (bins == b).sum() >= MIN_POINTS_PER_BIN:
-            out += [Statistic.from_interval(f"estimator's own error (subsampled - exact LOO at r n, paired), {b}",
-                                            intervals[f"own {b}"], models_per_arm=study.models_per_arm),
+            out += [Statistic.from_interval(f"estimator's own error (subsampled - exact LOO at r n, {how}), {b}",
+                                            intervals[f"own {b}"], models_per_arm=models),
                     Statistic.from_interval(f"training-size effect (exact LOO at r n - at n), {b}",
-                                            intervals[f"size {b}"], models_per_arm=study.models_per_arm)]
+                                            intervals[f"size {b}"], models_per_arm=models)]
     return out
+
+
+def exact_loo_at_rate(data, spec, rate: float, points: np.ndarray, profile, store, device, seed: int = 0):
+    """A network's exact LOO at training size r n on ``points`` (module docstring), and its models."""
+    draws = math.ceil(profile.loo_models_per_target / rate)
+    plan = loo_plan_on_subsets(data.n_train, points, draws, rate, seed)
+    ensemble = train_ensemble(data, spec, plan, store, seed, device)
+    return estimators.exact_loo(ensemble.masks, ensemble.arrays["train_margin"], plan.left_out, points), \
+        ensemble.n_models
 
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
@@ -175,10 +200,14 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     errors = approximation_error(data, case.spec(profile), case.rate, profile, store, device, seed)
     table = errors.table
     decision = decide(errors, seed)
+    at_size, more_models = None, 0
+    if errors.paired is None and case.data in NETWORK_DECOMPOSITION_DATA and case.rate == FZ20_RATE:
+        at_size, more_models = exact_loo_at_rate(data, case.spec(profile), case.rate, errors.loo.points, profile,
+                                                 store, device, seed)
     result = ClaimResult.from_decision(
-        decision, decomposition(errors, seed) + paper_statistics(table),
+        decision, decomposition(errors, seed, at_size) + paper_statistics(table),
         claim=CLAIM, case=case.id, dataset=data.name, paper=PAPER,
-        models_trained=errors.models,
+        models_trained=errors.models + more_models,
         notes=[f"{len(table)} points scored by exact LOO ({errors.loo.method}); sub-population sizes "
                f"{'known' if case.data.startswith('synthetic') else 'inferred by clustering within each class'}: "
                f"{subpopulation_summary(data)}",
