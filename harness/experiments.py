@@ -44,6 +44,7 @@ from harness.estimators import MemorizationScores
 from harness.images import DatasetNotFound
 from harness.masks import full_plan, loo_plan, subsampled_plan
 from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, SIZE_BINS, Profile, size_bin
+from harness.specs import RECIPES
 from harness.store import Store, default_root
 
 
@@ -153,7 +154,7 @@ def load_image_dataset(name: str, profile: Profile, embedding_seed: int = POOL_S
         torch.set_num_threads(1)
         try:
             features = zoo.penultimate_features(EMBEDDING_MODEL, fit_on, (data.x_train, data.x_test),
-                                                zoo.RECIPES[EMBEDDING_RECIPE], seed=embedding_seed)
+                                                RECIPES[EMBEDDING_RECIPE], seed=embedding_seed)
         finally:
             torch.set_num_threads(threads)
         # Cached beside the runs it keys: warm runs (and every xdist worker) skip the fit.

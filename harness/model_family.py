@@ -2,14 +2,14 @@
 
 A :class:`ModelFamily` wraps any callable ``factory(num_classes, input_shape) -> nn.Module``
 (``input_shape`` is one input's shape: an image's ``(C, H, W)`` or a feature vector's ``(d,)``)
-with a recipe, and is a model family like ``harness.zoo.ConvSpec``: ``family``,
+with a recipe, and is a model family like ``harness.specs.ConvSpec``: ``family``,
 ``models_per_pass``, ``config()``, ``schema()`` and ``train()``, so
 ``harness.ensemble.train_ensemble`` trains it through the same masks, seeds, chunks and store as
 every family, and every claim study takes it where it takes the suite's.
 
 The recipe is one of three:
 
-- the suite's :class:`harness.zoo.Recipe` (SGD with momentum, weight decay, a triangular
+- the suite's :class:`harness.specs.Recipe` (SGD with momentum, weight decay, a triangular
   learning rate);
 - a :class:`Schedule`: one's own learning-rate function ``schedule(step, total_steps) -> lr``
   with the same SGD;
@@ -71,6 +71,7 @@ from harness import zoo
 from harness.data import Dataset
 from harness.images import Normalization, channel_mean_std
 from harness.masks import checked_masks
+from harness.specs import RECIPES, Recipe
 from harness.train import TrainingDiverged, margins, output_schema
 
 ModelFactory = Callable[[int, tuple], nn.Module]
@@ -189,7 +190,7 @@ class OwnOptimizer:
                 "rates": _text_hash(repr(rates)), "epochs": self.epochs, "batch_size": self.batch_size}
 
 
-AnyRecipe = zoo.Recipe | Schedule | OwnOptimizer
+AnyRecipe = Recipe | Schedule | OwnOptimizer
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,7 +200,7 @@ class ModelFamily:
     factory: ModelFactory
     num_classes: int
     input_shape: tuple
-    recipe: AnyRecipe = field(default_factory=lambda: zoo.RECIPES["cpu_short"])
+    recipe: AnyRecipe = field(default_factory=lambda: RECIPES["cpu_short"])
     name: str | None = None
     models_per_pass: int = 8
 
@@ -213,8 +214,8 @@ class ModelFamily:
                              f"{self.models_per_pass}")
         if not callable(self.factory):
             raise ValueError(f"factory must be a callable (num_classes, input_shape) -> nn.Module, got {self.factory!r}")
-        if not isinstance(self.recipe, (zoo.Recipe, Schedule, OwnOptimizer)):
-            raise ValueError(f"recipe must be a harness.zoo.Recipe, a Schedule or an OwnOptimizer, "
+        if not isinstance(self.recipe, (Recipe, Schedule, OwnOptimizer)):
+            raise ValueError(f"recipe must be a harness.specs.Recipe, a Schedule or an OwnOptimizer, "
                              f"got {type(self.recipe).__name__}")
 
     @property

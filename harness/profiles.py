@@ -8,7 +8,7 @@ Image data sets (``harness.experiments.load_dataset``) are class-stratified subs
 ``image_limit_train`` / ``image_limit_test`` images (None: all), their sub-populations
 inferred on the features of one small network trained on ``image_embedding_pool`` other
 training images (``harness.experiments``). ``cnn`` is the profile's conv family
-(``harness.zoo.ConvSpec``).
+(``harness.specs.ConvSpec``).
 
 The papers' image studies, as data for the paper profile:
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from harness.data import SubpopulationSpec
+from harness.specs import ConvSpec
 from harness.train import MLPSpec, RidgeSpec
-from harness.zoo import ConvSpec
 
 # FZ20's sampling rate r of the subsampled estimator (CLAIMS.md: r = 0.7), also IMN25's.
 FZ20_RATE = 0.7

@@ -35,9 +35,9 @@ from harness import profiles
 from harness.ensemble import (HARNESS_RESULTS_VERSION, THREADS_PER_PASS, pass_trainer, pass_workers,
                               torch_threads)
 from harness.masks import training_seeds
+from harness.specs import ConvSpec
 from harness.store import DEFAULT_STORE_ENV, Run, Store
 from harness.train import MLPSpec, RidgeSpec
-from harness.zoo import ConvSpec
 
 SPEC_FAMILIES = {spec.family: spec for spec in (MLPSpec, RidgeSpec, ConvSpec)}
 # Entries config() adds beside the dataclass fields: the family, and a conv recipe's values.
@@ -50,7 +50,7 @@ class CannotRebuild(ValueError):
 
 
 def spec_from_config(config: dict):
-    """The :class:`MLPSpec`, :class:`RidgeSpec` or :class:`harness.zoo.ConvSpec` whose ``config()``
+    """The :class:`MLPSpec`, :class:`RidgeSpec` or :class:`harness.specs.ConvSpec` whose ``config()``
     is ``config``, or :class:`CannotRebuild` (unknown family or field, a recipe changed since)."""
     family = config.get("family") if isinstance(config, dict) else None
     if family not in SPEC_FAMILIES:

@@ -33,7 +33,7 @@ The paths train the same models: on a CPU they agree to floating-point rounding
 (``tests/test_stacked.py``: margins and running statistics within 1e-4 after 20 steps; a
 chaotic recipe, such as VGG-6 on random labels at a peak rate of 0.01, amplifies rounding
 into visible differences, as it does between two runs whose weights differ in the 7th digit).
-A run's bytes depend on its path, so ``ConvSpec.config`` names the path (when not vmap,
+A run's bytes depend on its path, so ``harness.specs.ConvSpec.config`` names the path (when not vmap,
 the path of the runs stored before the others existed).
 
 What is bit-identical where: on a CPU the same seeds, masks, path and thread count give
@@ -62,7 +62,7 @@ Learning rate, triangular (step ``s`` of ``T``, peak
 Outputs per model and point: the margin ``logit[y] - max_{c != y} logit[c]`` (positive iff
 the point is classified correctly) and the SPP score (maximum softmax probability).
 
-:class:`ConvSpec` makes these ensembles a model family of the one training path
+``harness.specs.ConvSpec`` makes these ensembles a model family of the one training path
 (``harness.ensemble.train_ensemble``), like ``MLPSpec`` and ``RidgeSpec`` in ``harness.train``.
 :func:`penultimate_features` trains one model and returns what its last layer sees, an
 embedding for clustering images into sub-populations.
@@ -73,8 +73,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
-from dataclasses import asdict, dataclass, replace
-from typing import Callable, ClassVar
+from typing import Callable
 
 import numpy as np
 import torch
@@ -83,10 +82,13 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from harness.data import Dataset
-from harness.images import DeviceAugment, Normalization, channel_mean_std, gather_images, normalize
+from harness.images import DeviceAugment, Normalization, channel_mean_std, gather_images
 from harness.masks import checked_masks
+from harness.specs import VGG6_WIDTHS, VGG_PRESET_WIDTHS, Recipe, resolve_path
+# harness.gpu_check and harness.claims.sampling_rate_bias read these through this module.
+from harness.specs import PAPER_RECIPE, RECIPES, ConvSpec  # noqa: F401
 from harness.stacked import StackedConvNet
-from harness.train import TrainingDiverged, output_schema, triangular_lr
+from harness.train import TrainingDiverged
 
 
 # ---------------------------------------------------------------------------------------
@@ -116,19 +118,6 @@ def small_cnn(num_classes: int, in_channels: int, width: int = 32) -> nn.Module:
         conv_block(width, 2 * width), nn.MaxPool2d(2),
         conv_block(2 * width, 2 * width),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
-
-
-VGG6_WIDTHS = (64, 64, 64, 64, 512)
-# IMN25 names its VGG variants by parameter count without giving widths; these scale every
-# layer of VGG-6 by one factor, chosen to land within 5 % of the named count (32x32x3 inputs,
-# 10 classes): 0.52M, 1.00M, 8.25M and 19.9M; VGG-6 itself has 0.41M.
-VGG_PRESET_WIDTHS = {
-    "vgg6": VGG6_WIDTHS,
-    "vgg_0_5m": (72, 72, 72, 72, 576),
-    "vgg_1m": (100, 100, 100, 100, 800),
-    "vgg_8m": (288, 288, 288, 288, 2304),
-    "vgg_20m": (448, 448, 448, 448, 3584),
-}
 
 
 def vgg(num_classes: int, in_channels: int, widths: tuple[int, ...] = VGG6_WIDTHS) -> nn.Module:
@@ -232,78 +221,7 @@ def model_label(model: str | ModelBuilder) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Recipes
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """SGD with momentum, weight decay and a triangular learning rate (see the module docstring).
-
-    ``RECIPES["paper"]`` is IMN25's (section 5.1, following FZ20): "100 epochs, using a batch
-    size of 512, with a triangular learning rate of 0.4, weight decay of 1e-5 for all models",
-    momentum 0.9 from its section 4.2. Its ViTs use a peak of 0.1 instead
-    (``paper_vit``); its CIFAR-10 repeat without weight decay is ``paper_no_wd``. ``cpu_short``
-    trains small_cnn on a few thousand images in minutes on a CPU; ``embedding`` trains the one
-    feature extractor of :func:`penultimate_features`; ``smoke`` tests the plumbing only.
-    """
-
-    name: str
-    epochs: int
-    batch_size: int
-    peak_lr: float
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    peak_at: float = 0.2
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if self.peak_lr <= 0 or not 0.0 < self.peak_at < 1.0:
-            raise ValueError(f"peak_lr must be > 0 and peak_at in (0, 1), got {self.peak_lr}, {self.peak_at}")
-
-    def learning_rates(self, total_steps: int) -> np.ndarray:
-        """Learning rate of each of ``total_steps`` steps: linear up to ``peak_at``, down to ~0."""
-        shares = [triangular_lr(step, total_steps, self.peak_at, first_step=1) for step in range(total_steps)]
-        return self.peak_lr * np.array(shares)
-
-
-PAPER_RECIPE = Recipe(name="paper", epochs=100, batch_size=512, peak_lr=0.4, momentum=0.9,
-                      weight_decay=1e-5)
-RECIPES = {
-    "paper": PAPER_RECIPE,
-    # IMN25 5.1's variants: its ViTs peak at 0.1; its CIFAR-10 repeat drops weight decay.
-    "paper_vit": replace(PAPER_RECIPE, name="paper_vit", peak_lr=0.1),
-    "paper_no_wd": replace(PAPER_RECIPE, name="paper_no_wd", weight_decay=0.0),
-    "cpu_short": Recipe(name="cpu_short", epochs=8, batch_size=128, peak_lr=0.2, weight_decay=5e-4),
-    # One pixel_mlp as a feature extractor: ~5 s on a CPU core for 5,000 MNIST-sized images,
-    # 95 % test accuracy on MNIST, 85 % on Fashion-MNIST.
-    "embedding": Recipe(name="embedding", epochs=8, batch_size=128, peak_lr=0.1, weight_decay=5e-4),
-    "smoke": Recipe(name="smoke", epochs=2, batch_size=128, peak_lr=0.2, weight_decay=5e-4),
-}
-
-
-# ---------------------------------------------------------------------------------------
 # Ensemble training
-
-# How K models train side by side (module docstring): "vmap" maps one model's functional call
-# over their stacked weights; "stacked" trains them as one network, stacked along the channels
-# (harness.stacked); "loop" trains each as a plain nn.Module, one after another (the reference,
-# and the fallback for models neither of the others can hold). "auto": "stacked" for the conv
-# nets it holds, "vmap" for the rest (pixel_mlp among them, so its results stay as stored).
-PATHS = ("auto", "vmap", "stacked", "loop")
-STACKED_MODELS = ("small_cnn", *VGG_PRESET_WIDTHS)
-
-
-def resolve_path(model: str | ModelBuilder, path: str = "auto") -> str:
-    """The path ``path`` names for ``model``: ``"auto"`` resolved, the others checked."""
-    if path not in PATHS:
-        raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
-    if path == "auto":
-        return "stacked" if isinstance(model, str) and model in STACKED_MODELS else "vmap"
-    if path == "stacked" and isinstance(model, str) and model not in STACKED_MODELS:
-        raise ValueError(f"{model} does not stack along channels; the stacked path holds {', '.join(STACKED_MODELS)} "
-                         f"(and builders of nets like them: harness.stacked.stackable)")
-    return path
 
 
 def _stream_seed(seed: int, stream: int) -> int:
@@ -712,56 +630,3 @@ def penultimate_features(model_name: str, fit_on: Dataset, inputs: tuple[torch.T
                      for start in range(0, len(x), 1024)]
             embedded.append(torch.cat(parts).cpu().numpy().astype(np.float32))
     return tuple(embedded)
-
-
-# ---------------------------------------------------------------------------------------
-# The conv family of the one training path
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """Conv nets of :data:`MODELS` trained by :func:`train_conv_ensemble` with a named recipe.
-
-    ``flip`` and ``translate`` configure :class:`harness.images.DeviceAugment` (no
-    augmentation when both are off); ``path`` is how a pass trains its models (:data:`PATHS`),
-    named resolved in :meth:`config` unless it is vmap. The recipe's values are part of :meth:`config`, so
-    changing a recipe changes the store key of every run that used it.
-    """
-
-    family: ClassVar[str] = "cnn"
-    model: str = "small_cnn"
-    recipe: str = "cpu_short"
-    flip: bool = False
-    translate: int = 0
-    models_per_pass: int = 8
-    path: str = "auto"
-
-    def __post_init__(self):
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; known: {', '.join(MODELS)}")
-        if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
-        if self.translate < 0 or self.models_per_pass < 1:
-            raise ValueError(f"translate must be >= 0 pixels and models_per_pass >= 1: {self}")
-        # Resolved here: a spec rebuilt from its config (harness.worker) equals this one.
-        object.__setattr__(self, "path", resolve_path(self.model, self.path))
-
-    @property
-    def augment(self) -> DeviceAugment | None:
-        return DeviceAugment(self.flip, self.translate) if self.flip or self.translate else None
-
-    def config(self) -> dict:
-        # The path resolved, since "auto" may change its mind; named only when it is not vmap,
-        # the path every run stored before the others existed was trained on (same keys, same bytes).
-        fields = asdict(self)
-        path = fields.pop("path")
-        return {"family": self.family, **fields, **({"path": path} if path != "vmap" else {}),
-                "recipe_values": asdict(RECIPES[self.recipe])}
-
-    def schema(self, dataset: Dataset) -> dict:
-        return output_schema(dataset)
-
-    def train(self, dataset: Dataset, masks: np.ndarray, seeds: np.ndarray,
-              device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-        return train_conv_ensemble(self.model, dataset, masks, seeds, RECIPES[self.recipe], device,
-                                   augment=self.augment, progress=False, path=self.path)

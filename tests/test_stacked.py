@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import zoo
+from harness import specs, zoo
 from harness.data import Dataset
 from harness.images import DeviceAugment
 from harness.stacked import NotStackable, StackedConvNet, stackable
@@ -17,8 +17,8 @@ N_TRAIN, STEPS = 40, 20
 MASK_SIZES = (12, 24, 40)
 # VGG-6 on random labels is chaotic at larger rates (a 1e-7 nudge to the weights grows to O(1)
 # logit changes within 20 steps at 0.01, whatever the path): 0.002 keeps rounding small.
-RECIPES = {"small_cnn": zoo.Recipe("stacked-test", epochs=4, batch_size=8, peak_lr=0.05),
-           "vgg6": zoo.Recipe("stacked-test", epochs=4, batch_size=8, peak_lr=0.002)}
+RECIPES = {"small_cnn": specs.Recipe("stacked-test", epochs=4, batch_size=8, peak_lr=0.05),
+           "vgg6": specs.Recipe("stacked-test", epochs=4, batch_size=8, peak_lr=0.002)}
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +102,19 @@ def test_one_network_computes_each_models_logits(name):
 
 
 def test_auto_picks_the_stacked_path_for_conv_nets_only():
-    assert [zoo.resolve_path(name) for name in ("small_cnn", "vgg6", "vgg_1m", "pixel_mlp", "resnet18_cifar")] == [
+    assert [specs.resolve_path(name) for name in ("small_cnn", "vgg6", "vgg_1m", "pixel_mlp", "resnet18_cifar")] == [
         "stacked", "stacked", "stacked", "vmap", "vmap"]
     assert stackable(zoo.build("vgg6", 10, 3, 32)) and not stackable(zoo.build("pixel_mlp", 10, 1, 28))
     with pytest.raises(ValueError, match="does not stack"):
-        zoo.resolve_path("pixel_mlp", "stacked")
+        specs.resolve_path("pixel_mlp", "stacked")
     with pytest.raises(NotStackable, match="Sequential"):
         StackedConvNet([zoo.build("resnet18_cifar", 10, 3, 32)])
 
 
 def test_the_store_key_names_the_path_unless_it_is_vmap():
-    assert zoo.ConvSpec("small_cnn").config()["path"] == "stacked" == zoo.ConvSpec("small_cnn").path
-    assert "path" not in zoo.ConvSpec("small_cnn", path="vmap").config()
-    assert "path" not in zoo.ConvSpec("pixel_mlp").config()
-    assert zoo.ConvSpec("vgg6", path="loop").config()["path"] == "loop"
+    assert specs.ConvSpec("small_cnn").config()["path"] == "stacked" == specs.ConvSpec("small_cnn").path
+    assert "path" not in specs.ConvSpec("small_cnn", path="vmap").config()
+    assert "path" not in specs.ConvSpec("pixel_mlp").config()
+    assert specs.ConvSpec("vgg6", path="loop").config()["path"] == "loop"
     with pytest.raises(ValueError, match="unknown path"):
-        zoo.ConvSpec(path="fast")
+        specs.ConvSpec(path="fast")

@@ -18,7 +18,7 @@ from harness.data import SubpopulationSpec, from_arrays, synthetic
 from harness.model_family import ModelFamily
 from harness.profiles import OWN_FAMILY_RATE_BUDGET, SMOKE
 from harness.runner import run
-from harness.zoo import ConvSpec, Recipe
+from harness.specs import ConvSpec, Recipe
 
 # The smoke profile, smaller still: k = 40 resolves r = 0.5 and 0.7 at the MLP's budget, not 0.9.
 TINY = replace(SMOKE, name="smoke", subsampled_models=40, loo_targets_per_bin=3, loo_models_per_target=4,

@@ -18,7 +18,7 @@ from harness.masks import full_plan
 from harness.model_family import ModelFamily, Schedule
 from harness.store import run_key
 from harness.runner import RecordingStore
-from harness.zoo import Recipe
+from harness.specs import Recipe
 
 TINY = Recipe("tiny", epochs=1, batch_size=16, peak_lr=0.05)
 FACTORY_MODULE = '''

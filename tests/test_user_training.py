@@ -16,7 +16,7 @@ from harness.ensemble import train_ensemble
 from harness.masks import full_plan, subsampled_plan
 from harness.model_family import ModelFamily, OwnOptimizer, train_models
 from harness.runner import RecordingStore
-from harness.zoo import Recipe
+from harness.specs import Recipe
 
 
 @pytest.fixture(scope="module")

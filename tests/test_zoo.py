@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import zoo
+from harness import specs, zoo
 from harness.data import Dataset, digits
 from harness.images import DeviceAugment, channel_mean_std, normalize
 
@@ -52,10 +52,10 @@ def test_build_rejects_unknown_models_and_bad_patch_sizes():
 
 
 def test_recipes_and_triangular_schedule():
-    paper = zoo.RECIPES["paper"]
+    paper = specs.RECIPES["paper"]
     assert (paper.epochs, paper.batch_size, paper.peak_lr, paper.momentum, paper.weight_decay) == (
         100, 512, 0.4, 0.9, 1e-5)
-    assert zoo.RECIPES["smoke"].epochs == 2
+    assert specs.RECIPES["smoke"].epochs == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         paper.epochs = 1
     rates = paper.learning_rates(100)
@@ -63,10 +63,10 @@ def test_recipes_and_triangular_schedule():
     assert (rates > 0).all() and rates[-1] < 0.01
     assert (np.diff(rates[:20]) > 0).all() and (np.diff(rates[19:]) < 0).all()
     with pytest.raises(ValueError, match="peak_at"):
-        zoo.Recipe("bad", epochs=1, batch_size=8, peak_lr=0.1, peak_at=1.5)
+        specs.Recipe("bad", epochs=1, batch_size=8, peak_lr=0.1, peak_at=1.5)
 
 
-TINY_RECIPE = zoo.Recipe("test", epochs=1, batch_size=16, peak_lr=0.1)
+TINY_RECIPE = specs.Recipe("test", epochs=1, batch_size=16, peak_lr=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def train_one_model_plainly(dataset, masks, k, seeds, recipe):
 def test_each_model_trains_as_if_alone_on_its_mask(random_images, masks):
     # Shows the vectorised models are independent and that model k sees only its mask:
     # a model trained plainly on masks[k] alone ends with the same margins.
-    recipe = zoo.Recipe("two", epochs=2, batch_size=16, peak_lr=0.05)
+    recipe = specs.Recipe("two", epochs=2, batch_size=16, peak_lr=0.05)
     out = zoo.train_conv_ensemble("small_cnn", random_images, masks, [4, 5, 6], recipe,
                                   progress=False)
     for k in (0, 2):
@@ -173,9 +173,9 @@ def test_the_loop_path_takes_a_builder_of_ones_own(random_images, masks):
 
     out = zoo.train_conv_ensemble(tiny, random_images, masks[:2], [1, 2], TINY_RECIPE, progress=False, path="loop")
     assert out["train_margin"].shape == (2, 60) and np.isfinite(out["train_margin"]).all()
-    assert zoo.resolve_path(tiny) == "vmap" and zoo.resolve_path("pixel_mlp") == "vmap"
+    assert specs.resolve_path(tiny) == "vmap" and specs.resolve_path("pixel_mlp") == "vmap"
     with pytest.raises(ValueError, match="unknown path"):
-        zoo.resolve_path("small_cnn", "fast")
+        specs.resolve_path("small_cnn", "fast")
 
 
 def test_ensemble_rejects_bad_masks_seeds_and_data(random_images, masks):
@@ -195,7 +195,7 @@ def test_ensemble_rejects_bad_masks_seeds_and_data(random_images, masks):
 
 
 def test_divergence_names_model_seed_and_epoch(random_images, masks):
-    exploding = zoo.Recipe("exploding", epochs=1, batch_size=16, peak_lr=1e30)
+    exploding = specs.Recipe("exploding", epochs=1, batch_size=16, peak_lr=1e30)
     with pytest.raises(zoo.TrainingDiverged, match=r"small_cnn \(seed \d.*epoch 1"):
         zoo.train_conv_ensemble("small_cnn", random_images, masks, [1, 2, 3], exploding,
                                 progress=False)
@@ -206,8 +206,8 @@ def test_conv_spec_trains_through_the_store_once(random_images, tmp_path, monkey
     from harness.masks import subsampled_plan
     from harness.store import Store
 
-    monkeypatch.setitem(zoo.RECIPES, "test", TINY_RECIPE)
-    spec = zoo.ConvSpec("small_cnn", "test", flip=True, translate=1, models_per_pass=2)
+    monkeypatch.setitem(specs.RECIPES, "test", TINY_RECIPE)
+    spec = specs.ConvSpec("small_cnn", "test", flip=True, translate=1, models_per_pass=2)
     plan = subsampled_plan(random_images.n_train, 4, 0.7)
     first = train_ensemble(random_images, spec, plan, Store(tmp_path), progress=False)
     again = train_ensemble(random_images, spec, plan, Store(tmp_path), progress=False)
@@ -217,16 +217,42 @@ def test_conv_spec_trains_through_the_store_once(random_images, tmp_path, monkey
                                      TINY_RECIPE, augment=spec.augment, progress=False)
     np.testing.assert_allclose(again.arrays["train_margin"], direct["train_margin"], atol=1e-5)
     assert spec.config()["family"] == "cnn" and spec.config()["recipe_values"]["batch_size"] == 16
-    assert zoo.ConvSpec().augment is None
+    assert specs.ConvSpec().augment is None
 
 
 def test_conv_spec_rejects_unknown_names():
     with pytest.raises(ValueError, match="small_cnn"):
-        zoo.ConvSpec(model="alexnet")
+        specs.ConvSpec(model="alexnet")
     with pytest.raises(ValueError, match="paper"):
-        zoo.ConvSpec(recipe="fast")
+        specs.ConvSpec(recipe="fast")
     with pytest.raises(ValueError, match="translate"):
-        zoo.ConvSpec(translate=-1)
+        specs.ConvSpec(translate=-1)
+
+
+def test_conv_specs_keep_their_store_keys():
+    """The specs of the three profiles and two others, pinned: their runs stay in the store."""
+    from harness.store import run_key
+
+    masks = np.zeros((2, 3), dtype=bool)
+    masks[0, 1] = True
+    keys = [run_key(spec.config(), masks) for spec in (
+        specs.ConvSpec("small_cnn", "smoke", models_per_pass=4), specs.ConvSpec("small_cnn", "cpu_short", models_per_pass=8),
+        specs.ConvSpec("vgg6", "paper", flip=True, translate=2, models_per_pass=16), specs.ConvSpec("pixel_mlp", "smoke"),
+        specs.ConvSpec("vgg6", "paper", path="loop"))]
+    assert keys == ["ed30d8c0a6c51c7a", "5a94213c9faad59f", "324ec9df447398de", "018ed55adc12d91f", "84be1dd0077683dc"]
+
+
+def test_the_named_models_are_the_models_zoo_builds():
+    assert tuple(zoo.MODELS) == specs.MODEL_NAMES
+
+
+def test_reading_the_profiles_imports_no_conv_trainer():
+    import subprocess
+    import sys
+
+    probe = "import sys, harness.profiles; print('harness.zoo' in sys.modules, 'harness.stacked' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.split() == ["False", "False"]
 
 
 def test_penultimate_features_embed_each_batch_reproducibly(random_images):
