@@ -386,6 +386,8 @@ def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, s
     paired = paired_loo(sub_ensemble)
     sub = sub.at(loo.points)
     full_rows = loo_ensemble.plan.left_out == -1
+    # train_spp is a network's confidence (IMN25's SPP); for ridge the same softmax of least-squares
+    # outputs, a score of the fit (harness.train's docstring).
     spp = loo_ensemble.arrays["train_spp"][full_rows][:, loo.points].mean(0)
     held_out = ~sub_ensemble.masks[:, loo.points]
     spp_out = (sub_ensemble.arrays["train_spp"][:, loo.points] * held_out).sum(0) / held_out.sum(0)

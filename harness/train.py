@@ -5,8 +5,16 @@ Two model families share one output schema (per model k and point i):
 - ``train_margin[k, i]``: logit of the true class minus the largest other logit
   (the point is classified correctly iff the margin is > 0);
 - ``test_margin[k, j]``: the same on test points;
-- ``train_spp[k, i]``: maximum softmax probability (SPP, Hendrycks & Gimpel 2016);
-- ``final_loss[k]``: training loss at the end of training;
+- ``train_spp[k, i]``: the largest softmax probability of the model's outputs. For a network
+  that is its confidence, the SPP of IMN25 (Hendrycks & Gimpel 2016); for ridge it is the
+  softmax of least-squares outputs fitted to one-hot targets, which sit near 1/C whatever the
+  fit: a monotone score of the fit, not a confidence. One name for every family keeps one
+  schema, so stored runs of every family stay readable; IMN25's SPP figures are about networks;
+- ``final_loss[k]``: the model's training loss averaged over its last pass through its
+  training points. A network's: the mean over the last epoch's batches of each batch's mean
+  cross-entropy, taken before that batch's update (every family of ``harness.zoo`` and
+  ``harness.model_family`` too). Ridge, fitted in one pass: its fit's squared error summed
+  over the classes, averaged over its training points (the penalty left out);
 - ridge only, ``loo_margin[k, i]``: the margin of the model refitted without point i
   (closed form, below); NaN for points outside the model's mask.
 
@@ -66,7 +74,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def output_schema(dataset: Dataset, with_loo: bool = False) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Per-model arrays a family writes to the store (see the module docstring)."""
+    """Per-model arrays a family writes to the store; what each holds is in the module docstring."""
     schema = {
         "train_margin": ((dataset.n_train,), "float32"),
         "test_margin": ((dataset.n_test,), "float32"),
@@ -181,13 +189,14 @@ class MLPSpec:
             if self.input_noise > 0:
                 inputs += torch.stack([torch.randn(steps_per_epoch, self.batch_size, x_train.shape[1],
                                                    generator=g) for g in generators]).to(device) * self.input_noise
+            epoch_loss = torch.zeros(n_models, device=device)
             for batch in range(steps_per_epoch):
                 logits = models.backpropagate(inputs[:, batch].transpose(1, 2), targets[:, batch])
+                epoch_loss += F.cross_entropy(logits, labels[:, batch], reduction="none").mean(1)
                 opt.step(self.lr * triangular_lr(step, total_steps, self.peak_at))
                 step += 1
-            # The loss of the epoch's last batch, before its update (only the gradients need it per step).
-            loss = F.cross_entropy(logits, labels[:, -1], reduction="none").mean(1)
-            self._raise_if_diverged(loss, seeds, dataset, f"loss at epoch {epoch + 1}/{self.epochs}")
+            loss = epoch_loss / steps_per_epoch
+            self._raise_if_diverged(loss, seeds, dataset, f"mean loss of epoch {epoch + 1}/{self.epochs}")
         with torch.inference_mode():
             train_logits, test_logits = models.logits(x_train), models.logits(x_test)   # (K, C, n)
             self._raise_if_diverged(train_logits.sum((1, 2)), seeds, dataset, "sum of logits after the last update")

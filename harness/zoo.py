@@ -253,13 +253,14 @@ def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.n
                         progress: bool = True, path: str = "auto") -> dict[str, np.ndarray]:
     """Train K models, model k on the training points in ``masks[k]`` from ``seeds[k]``.
 
-    Returns ``train_margin`` (K, n_train), ``test_margin`` (K, n_test), ``train_spp``
-    (K, n_train), all float32, and ``final_loss`` (K,) float32, each model's mean training loss
-    over its last epoch. Inputs are normalised with the per-channel statistics of the whole
-    training split (the same constants for every model). ``path`` (:data:`PATHS`) says how the
-    K models train side by side; every path trains the same models (same seeds, batches,
-    augmentations and recipe), equal up to floating-point rounding. On CUDA the forward pass
-    runs in bfloat16 autocast with channels-last inputs; evaluation always runs in float32.
+    Returns the arrays of ``harness.train.output_schema`` (what each holds is in
+    ``harness.train``'s docstring): ``train_margin`` (K, n_train), ``test_margin`` (K, n_test),
+    ``train_spp`` (K, n_train) and ``final_loss`` (K,), all float32. Inputs are normalised with
+    the per-channel statistics of the whole training split (the same constants for every model).
+    ``path`` (``harness.specs.PATHS``) says how the K models train side by side; every path
+    trains the same models (same seeds, batches, augmentations and recipe), equal up to
+    floating-point rounding. On CUDA the forward pass runs in bfloat16 autocast with
+    channels-last inputs; evaluation always runs in float32.
     Raises ``TrainingDiverged`` on a NaN or infinite loss.
     """
     masks, seeds = _check_inputs(dataset, masks, seeds)

@@ -307,3 +307,16 @@ def test_mlp_ensemble_fits_its_training_points_and_generalises_on_easy_data(tmp_
     test_accuracy = ensemble.test_accuracy()
     assert (test_accuracy >= 0.8).all() and test_accuracy.mean() >= 0.9, test_accuracy
     assert (ensemble.arrays["final_loss"] < 0.1).all()
+
+
+def test_mlp_final_loss_is_the_mean_batch_loss_of_its_last_epoch():
+    """With a learning rate too small to move the weights every batch's loss is the trained
+    model's, so over an epoch that visits each point once their mean is the mean cross-entropy
+    on the training points: for two classes, the mean of softplus(-margin)."""
+    data = synthetic(SubpopulationSpec(num_classes=2, dim=8, subpops_per_class=3, largest=12, singletons_per_class=2,
+                                       seed=1))
+    assert data.n_train % 10 == 0
+    spec = MLPSpec(width=16, epochs=2, batch_size=10, lr=1e-12, weight_decay=0.0)
+    out = spec.train(data, np.ones((2, data.n_train), dtype=bool), np.array([3, 4]))
+    mean_cross_entropy = torch.nn.functional.softplus(-torch.from_numpy(out["train_margin"]).double()).mean(1)
+    np.testing.assert_allclose(out["final_loss"], mean_cross_entropy.numpy(), rtol=1e-5)
