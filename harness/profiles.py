@@ -23,6 +23,7 @@ The papers' image studies, as data for the paper profile:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from harness.data import SubpopulationSpec
@@ -35,6 +36,12 @@ FZ20_RATE = 0.7
 # FZ20's high-influence cut: the 1,015 CIFAR-100 pairs it released have mem >= 0.25 (CLAIMS.md);
 # also IMN25's first false-positive threshold.
 FZ20_HIGH_INFLUENCE = 0.25
+
+# FZ20's marginal utility on CIFAR-100, 2.54 +- 0.20 % (as IMN25 3.3 quotes it). Two utilities with
+# that standard error differ at the 5 % level beyond 1.96 sqrt(2) x 0.20 = 0.55 accuracy points, the
+# smallest change FZ20's own experiment resolves (threshold-dependence's margin, and leakage's as a share).
+FZ20_UTILITY, FZ20_UTILITY_STANDARD_ERROR = 0.0254, 0.0020
+FZ20_RESOLVABLE_CHANGE = 1.96 * math.sqrt(2) * FZ20_UTILITY_STANDARD_ERROR
 
 # Sub-population size bins of the claims (CLAIMS.md, approx-overestimates: "small" = 2 to 10).
 SIZE_BINS = {"singleton": (1, 1), "small": (2, 10), "large": (11, 10**9)}

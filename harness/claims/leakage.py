@@ -62,22 +62,19 @@ lose more than fresh test points, so it is reported, not decisive).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from harness import controls, plots
 from harness.experiments import describe_scores, load_or_skip, selection_scores
 from harness.leakage import copy_weights_matching_clean_mix, detect_near_duplicates, plant_near_duplicates
-from harness.profiles import FZ20_HIGH_INFLUENCE
+from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RESOLVABLE_CHANGE, FZ20_UTILITY
 from harness.removal import marginal_utility, select_above
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
                              undecidable)
 
 CLAIM = "leakage"
 MEMORIZATION_THRESHOLD = FZ20_HIGH_INFLUENCE
-FZ20_UTILITY, FZ20_STANDARD_ERROR = 0.0254, 0.0020       # 2.54 +- 0.20 % on CIFAR-100 (IMN25 3.3)
-MATERIAL_SHARE = 1.96 * math.sqrt(2) * FZ20_STANDARD_ERROR / FZ20_UTILITY
+MATERIAL_SHARE = FZ20_RESOLVABLE_CHANGE / FZ20_UTILITY
 THRESHOLD = Threshold(0.0, "above",
                       f"IMN26: near-duplicates inflate the marginal utility, two parts that must both hold: the "
                       f"sign (inflation > 0) and the size (inflation > {MATERIAL_SHARE:.3f} x the utility measured "

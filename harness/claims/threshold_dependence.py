@@ -47,13 +47,13 @@ import pandas as pd
 
 from harness import plots, stats
 from harness.experiments import describe_scores, load_or_skip, selection_scores
-from harness.profiles import SIZE_BINS, size_bin
+from harness.profiles import FZ20_RESOLVABLE_CHANGE, SIZE_BINS, size_bin
 from harness.removal import marginal_utility, random_selections, select_above
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, absolute_value,
                              undecidable)
 
 CLAIM = "threshold-dependence"
-MATERIAL_CHANGE = 1.96 * np.sqrt(2) * 0.0020
+MATERIAL_CHANGE = FZ20_RESOLVABLE_CHANGE
 THRESHOLD = Threshold(MATERIAL_CHANGE, "above",
                       "material change: two estimates with FZ20's standard error 0.20 % (2.54 +- 0.20 %, "
                       "IMN25 3.3) differ at the 5 % level beyond 1.96 * sqrt(2) * 0.20 = 0.55 accuracy points")
