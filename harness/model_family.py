@@ -33,11 +33,11 @@ up to rounding (a bias before a BatchNorm) moves its weight by the learning rate
 the rounding picks, and the two paths' results then differ visibly, as two runs would.
 
 Images (uint8 ``(n, C, H, W)``) are normalised per channel with the training split's statistics;
-features (float32 ``(n, d)``) reach the model as given. Images with the suite's recipes train on
-:func:`harness.zoo.train_conv_ensemble` (its vmap or loop path); features, and one's own
-optimizer, on this module's loop (:func:`train_models`), which follows zoo's conventions: a
-model's seed fixes its initial weights and its batches (two streams derived from it), each
-epoch a permutation of its own training points wrapped to the longest mask's steps.
+features (float32 ``(n, d)``) reach the model as given. Every recipe trains through the suite's
+one training loop, :func:`harness.zoo.train_conv_ensemble` (its vmap or loop path), which takes
+the optimizer and scheduler the recipe builds (``build(params, total_steps)``): a model's seed
+fixes its initial weights and its batches (two streams derived from it), each epoch a
+permutation of its own training points wrapped to the longest mask's steps.
 
 The store key (``config()``) holds the factory's qualified name and a hash of its source
 together with the source of every class of one's own in the model it builds (modules outside
@@ -53,7 +53,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
-import math
 import threading
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -70,9 +69,8 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from harness import zoo
 from harness.data import Dataset
 from harness.images import Normalization, channel_mean_std
-from harness.masks import checked_masks
-from harness.specs import RECIPES, Recipe
-from harness.train import TrainingDiverged, margins, output_schema
+from harness.specs import RECIPES, Recipe, sgd_at_rates
+from harness.train import output_schema
 
 ModelFactory = Callable[[int, tuple], nn.Module]
 """``factory(num_classes, input_shape)``: a freshly initialised model for inputs of ``input_shape``."""
@@ -135,6 +133,10 @@ class Schedule:
         if not np.isfinite(rates).all() or (rates < 0).any():
             raise ValueError(f"{self.name}: the schedule gave a negative or non-finite learning rate")
         return rates
+
+    def build(self, params, total_steps: int) -> tuple[torch.optim.SGD, LRScheduler]:
+        """The optimizer of ``params`` and its scheduler for a pass of ``total_steps`` steps."""
+        return sgd_at_rates(params, self.learning_rates(total_steps), self.momentum, self.weight_decay)
 
     def values(self) -> dict:
         return {"schedule": source_hash(self.schedule), "epochs": self.epochs, "batch_size": self.batch_size,
@@ -234,15 +236,9 @@ class ModelFamily:
         return model
 
     def seeded_models(self, seeds) -> list[nn.Module]:
-        """One model per seed, each initialised from its seed as zoo initialises its models."""
-        models = []
-        for seed in seeds:
-            # zoo seeds torch's global RNG for each model it builds, under its lock, on several
-            # threads at once: a model built here without that lock could shift theirs.
-            with zoo._GLOBAL_RNG, torch.random.fork_rng(devices=[]):
-                torch.manual_seed(zoo._stream_seed(seed, 0))
-                models.append(self.build())
-        return models
+        """One model per seed, each initialised from its seed as training initialises it."""
+        return zoo.seeded_models(self._builder(), seeds, self.num_classes, self.input_shape[0],
+                                 self.input_shape[1] if self.on_images else None)
 
     @cached_property
     def _identity(self) -> dict:
@@ -285,9 +281,9 @@ class ModelFamily:
     def vmap_problem(self, dataset: Dataset) -> str | None:
         """Why two of these models cannot train side by side under vmap, or None when they can."""
         models = self.seeded_models([0, 1])
-        inputs = _Inputs(dataset, "cpu")
-        indices = torch.arange(min(PROBE_POINTS, dataset.n_train))
-        x, y = inputs.train(indices), dataset.y_train[indices]
+        x, y = dataset.x_train[:PROBE_POINTS], dataset.y_train[:PROBE_POINTS]
+        if dataset.is_image:
+            x = Normalization(*channel_mean_std(dataset.x_train), "cpu")(x)
         try:
             params, buffers = stack_module_state(models)
             skeleton = copy.deepcopy(models[0]).to("meta")
@@ -343,11 +339,7 @@ class ModelFamily:
     def train(self, dataset: Dataset, masks: np.ndarray, seeds: np.ndarray,
               device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
         self.check(dataset)
-        path = self.path_for(dataset)
-        if self.on_images and not isinstance(self.recipe, OwnOptimizer):
-            return zoo.train_conv_ensemble(self._builder(), dataset, masks, seeds, self.recipe, device,
-                                           progress=False, path=path)
-        return train_models(self, dataset, masks, seeds, device, path)
+        return train_models(self, dataset, masks, seeds, device, self.path_for(dataset))
 
 
 def _groups(optimizer: torch.optim.Optimizer, params: list) -> list:
@@ -358,148 +350,13 @@ def _groups(optimizer: torch.optim.Optimizer, params: list) -> list:
             for group in optimizer.param_groups]
 
 
-class _Inputs:
-    """A data set's inputs on the device as the models see them: images normalised per channel
-    with the training split's statistics (as zoo's paths do), features as given."""
-
-    def __init__(self, dataset: Dataset, device: str | torch.device):
-        self.x_train, self.x_test = dataset.x_train.to(device), dataset.x_test.to(device)
-        self.normalization = Normalization(*channel_mean_std(self.x_train), device) if dataset.is_image else None
-
-    def _seen(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.normalization is None else self.normalization(x)
-
-    def train(self, indices: torch.Tensor) -> torch.Tensor:
-        return self._seen(self.x_train[indices])
-
-    def test(self, indices: torch.Tensor) -> torch.Tensor:
-        return self._seen(self.x_test[indices])
-
-
-class _Stepper:
-    """One optimizer stepped under its recipe: the suite's SGD at each step's learning rate
-    (a Recipe or a Schedule), or one's own optimizer and scheduler."""
-
-    def __init__(self, recipe: AnyRecipe, params, total_steps: int):
-        self.steps_taken, self.scheduler, self.rates = 0, None, None
-        if isinstance(recipe, OwnOptimizer):
-            self.optimizer, self.scheduler = recipe.build(params, total_steps)
-        else:
-            self.rates = recipe.learning_rates(total_steps).tolist()
-            self.optimizer = torch.optim.SGD(params, lr=self.rates[0], momentum=recipe.momentum,
-                                             weight_decay=recipe.weight_decay)
-
-    def step(self, loss: torch.Tensor) -> None:
-        if self.rates is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.rates[self.steps_taken]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.steps_taken += 1
-
-
-class _Batches:
-    """Each model's batches, epoch by epoch: a permutation of its training points from its own
-    generator, wrapped to the longest mask's steps (zoo's convention)."""
-
-    def __init__(self, masks: np.ndarray, seeds: list[int], batch_size: int, device: torch.device):
-        self.members = [torch.from_numpy(np.flatnonzero(row)) for row in masks]
-        self.generators = [torch.Generator().manual_seed(zoo._stream_seed(seed, 1)) for seed in seeds]
-        self.batch_size, self.device = batch_size, device
-        self.steps_per_epoch = math.ceil(max(len(m) for m in self.members) / batch_size)
-
-    def epoch(self, ks) -> torch.Tensor:
-        """Models ``ks``' next epoch: indices ``(len(ks), steps, B)``."""
-        positions = torch.arange(self.steps_per_epoch * self.batch_size)
-        order = [self.members[k][torch.randperm(len(self.members[k]), generator=self.generators[k])]
-                 [positions % len(self.members[k])] for k in ks]
-        return torch.stack(order).view(len(ks), self.steps_per_epoch, self.batch_size).to(self.device)
-
-
 def train_models(family: ModelFamily, dataset: Dataset, masks: np.ndarray, seeds, device: str | torch.device = "cpu",
                  path: str = "vmap") -> dict[str, np.ndarray]:
     """K models of ``family``, model k on the points in ``masks[k]`` from ``seeds[k]``, on ``path``
-    (``"vmap"``: stacked weights; ``"loop"``: one after another; the same models): the arrays of
-    ``harness.train.output_schema``. Raises ``TrainingDiverged`` on a NaN or infinite loss."""
+    (``"vmap"``: stacked weights; ``"loop"``: one after another; the same models), through the
+    training loop of the suite's conv nets (:func:`harness.zoo.train_conv_ensemble`): the arrays
+    of ``harness.train.output_schema``. Raises ``TrainingDiverged`` on a NaN or infinite loss."""
     if path not in ("vmap", "loop"):
         raise ValueError(f"path is 'vmap' or 'loop', got {path!r}")
-    device = torch.device(device)
-    seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
-    masks = checked_masks(masks, dataset.n_train, seeds)
-    inputs, y_train, y_test = _Inputs(dataset, device), dataset.y_train.to(device), dataset.y_test.to(device)
-    batches = _Batches(masks, seeds, family.recipe.batch_size, device)
-    total_steps = family.recipe.epochs * batches.steps_per_epoch
-    models = [model.to(device) for model in family.seeded_models(seeds)]
-
-    def raise_if_diverged(epoch_loss: torch.Tensor, epoch: int, ks) -> None:
-        bad = np.flatnonzero(~torch.isfinite(epoch_loss.cpu()).numpy())
-        if len(bad):
-            k = ks[int(bad[0])]
-            raise TrainingDiverged(f"{family.family} (seed {seeds[k]}, model {k} of {len(seeds)}) diverged in epoch "
-                                   f"{epoch + 1} of {family.recipe.epochs} with {family.recipe}")
-
-    trained = _train_stacked if path == "vmap" else _train_one_by_one
-    logits_of, final_loss = trained(models, family.recipe, inputs, y_train, batches, total_steps, raise_if_diverged)
-    results = {}
-    with torch.no_grad():
-        for split, n, labels, x_of in (("train", dataset.n_train, y_train, inputs.train),
-                                       ("test", dataset.n_test, y_test, inputs.test)):
-            logits = torch.cat([logits_of(x_of(torch.arange(start, min(n, start + batches.batch_size), device=device)))
-                                for start in range(0, n, batches.batch_size)], dim=1)
-            results[f"{split}_margin"] = margins(logits, labels).cpu().numpy().astype(np.float32)
-            if split == "train":
-                results["train_spp"] = logits.softmax(-1).amax(-1).cpu().numpy().astype(np.float32)
-    results["final_loss"] = final_loss.cpu().numpy().astype(np.float32)
-    return results
-
-
-def _train_one_by_one(models, recipe, inputs, y_train, batches, total_steps, raise_if_diverged):
-    """Each model trained alone as a plain ``nn.Module``; returns (logits of a batch (K, n, C), final losses)."""
-    final_loss = torch.zeros(len(models))
-    for k, model in enumerate(models):
-        model.train()
-        stepper = _Stepper(recipe, model.parameters(), total_steps)
-        for epoch in range(recipe.epochs):
-            order = batches.epoch([k])[0]
-            epoch_loss = torch.zeros((), device=batches.device)
-            for indices in order:
-                loss = F.cross_entropy(model(inputs.train(indices)).float(), y_train[indices])
-                stepper.step(loss)
-                epoch_loss += loss.detach()
-            epoch_loss = epoch_loss[None] / batches.steps_per_epoch
-            raise_if_diverged(epoch_loss, epoch, [k])
-        final_loss[k] = epoch_loss[0].cpu()
-        model.eval()
-    return (lambda x: torch.stack([model(x).float() for model in models])), final_loss
-
-
-def _train_stacked(models, recipe, inputs, y_train, batches, total_steps, raise_if_diverged):
-    """The models' weights stacked, one model's functional call vmap'd over them; returns as
-    :func:`_train_one_by_one`."""
-    params, buffers = stack_module_state(models)
-    skeleton = copy.deepcopy(models[0]).to("meta")
-
-    def loss_of_one(p, b, x, y):
-        return F.cross_entropy(functional_call(skeleton, (p, b), (x,)).float(), y)
-
-    losses_of_all = vmap(loss_of_one)
-    stepper = _Stepper(recipe, params.values(), total_steps)
-    everyone = list(range(len(models)))
-    skeleton.train()
-    for epoch in range(recipe.epochs):
-        order = batches.epoch(everyone)
-        epoch_loss = torch.zeros(len(models), device=batches.device)
-        for step in range(batches.steps_per_epoch):
-            indices = order[:, step]
-            x = inputs.train(indices.reshape(-1)).unflatten(0, tuple(indices.shape))
-            losses = losses_of_all(params, buffers, x, y_train[indices])
-            stepper.step(losses.sum())   # each model's gradient is its own loss's
-            epoch_loss += losses.detach()
-        epoch_loss = epoch_loss / batches.steps_per_epoch
-        raise_if_diverged(epoch_loss, epoch, everyone)
-    skeleton.eval()
-    evaluate = vmap(lambda p, b, x: functional_call(skeleton, (p, b), (x,)).float(), in_dims=(0, 0, None))
-    return (lambda x: evaluate(params, buffers, x)), epoch_loss.cpu()
+    return zoo.train_conv_ensemble(family._builder(), dataset, masks, seeds, family.recipe, device, progress=False,
+                                   path=path)

@@ -14,6 +14,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from harness.data import Dataset
 from harness.images import DeviceAugment
@@ -72,6 +73,20 @@ class Recipe:
         """Learning rate of each of ``total_steps`` steps: linear up to ``peak_at``, down to ~0."""
         shares = [triangular_lr(step, total_steps, self.peak_at, first_step=1) for step in range(total_steps)]
         return self.peak_lr * np.array(shares)
+
+    def build(self, params, total_steps: int) -> tuple[torch.optim.SGD, LambdaLR]:
+        """The optimizer of ``params`` and its scheduler for a pass of ``total_steps`` steps."""
+        return sgd_at_rates(params, self.learning_rates(total_steps), self.momentum, self.weight_decay)
+
+
+def sgd_at_rates(params, rates, momentum: float, weight_decay: float) -> tuple[torch.optim.SGD, LambdaLR]:
+    """SGD with momentum and weight decay whose learning rate at step ``s`` is ``rates[s]``, and
+    the scheduler that sets it after each step: a LambdaLR on a base rate of 1, so each step's
+    rate is ``rates[s]`` to the bit (1 * r is r)."""
+    rates = [float(rate) for rate in rates]
+    optimizer = torch.optim.SGD(params, lr=1.0, momentum=momentum, weight_decay=weight_decay)
+    # The scheduler steps once after the last step too; that rate is never used.
+    return optimizer, LambdaLR(optimizer, lambda step: rates[min(step, len(rates) - 1)])
 
 
 PAPER_RECIPE = Recipe(name="paper", epochs=100, batch_size=512, peak_lr=0.4, momentum=0.9,

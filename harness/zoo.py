@@ -88,7 +88,7 @@ from harness.specs import VGG6_WIDTHS, VGG_PRESET_WIDTHS, Recipe, resolve_path
 # harness.gpu_check and harness.claims.sampling_rate_bias read these through this module.
 from harness.specs import PAPER_RECIPE, RECIPES, ConvSpec  # noqa: F401
 from harness.stacked import StackedConvNet
-from harness.train import TrainingDiverged
+from harness.train import TrainingDiverged, margins
 
 
 # ---------------------------------------------------------------------------------------
@@ -201,8 +201,9 @@ MODELS = {
 }
 
 
-ModelBuilder = Callable[[int, int, int], nn.Module]
-"""``builder(num_classes, in_channels, image_size)``: a freshly initialised model."""
+ModelBuilder = Callable[[int, int, int | None], nn.Module]
+"""``builder(num_classes, in_channels, image_size)``: a freshly initialised model (on features,
+``in_channels`` is the number of features and ``image_size`` None)."""
 
 
 def build(model: str | ModelBuilder, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
@@ -229,17 +230,22 @@ def _stream_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([int(seed), stream]).generate_state(1, np.uint64)[0])
 
 
-def _margins_and_spp(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Margin ``logit[y] - max other logit`` and max softmax probability, for ``(..., n, C)``."""
-    labels = labels.expand(logits.shape[:-1])
-    true = logits.gather(-1, labels[..., None]).squeeze(-1)
-    others = logits.scatter(-1, labels[..., None], float("-inf"))
-    return true - others.amax(-1), logits.softmax(-1).amax(-1)
+def seeded_models(model: str | ModelBuilder, seeds, num_classes: int, in_channels: int,
+                  image_size: int | None) -> list[nn.Module]:
+    """One freshly built model per seed, initialised from its own stream of that seed."""
+    models = []
+    for seed in seeds:
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_stream_seed(seed, 0))
+            models.append(build(model, num_classes, in_channels, image_size))
+    return models
 
 
-def _check_inputs(dataset: Dataset, masks: np.ndarray, seeds) -> tuple[np.ndarray, list[int]]:
-    if not dataset.is_image:
-        raise ValueError(f"{dataset.name}: train_conv_ensemble needs images (n, C, H, W), "
+def _check_inputs(dataset: Dataset, masks: np.ndarray, seeds,
+                  model: str | ModelBuilder | None = None) -> tuple[np.ndarray, list[int]]:
+    """The masks checked and the seeds as ints; features ``(n, d)`` only for a builder of one's own."""
+    if not dataset.is_image and not callable(model):
+        raise ValueError(f"{dataset.name}: the suite's image models need images (n, C, H, W), "
                          f"got inputs of shape {tuple(dataset.x_train.shape)}")
     seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
     if any(s < 0 for s in seeds):
@@ -251,7 +257,9 @@ def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.n
                         recipe: Recipe, device: str | torch.device = "cpu",
                         augment: DeviceAugment | None = None,
                         progress: bool = True, path: str = "auto") -> dict[str, np.ndarray]:
-    """Train K models, model k on the training points in ``masks[k]`` from ``seeds[k]``.
+    """Train K models, model k on the training points in ``masks[k]`` from ``seeds[k]``, with
+    ``recipe``'s optimizer (``recipe.build``: a :class:`Recipe`, or a recipe of one's own from
+    ``harness.model_family``); a builder of one's own may take float features ``(n, d)``.
 
     Returns the arrays of ``harness.train.output_schema`` (what each holds is in
     ``harness.train``'s docstring): ``train_margin`` (K, n_train), ``test_margin`` (K, n_test),
@@ -263,33 +271,28 @@ def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.n
     channels-last inputs; evaluation always runs in float32.
     Raises ``TrainingDiverged`` on a NaN or infinite loss.
     """
-    masks, seeds = _check_inputs(dataset, masks, seeds)
+    masks, seeds = _check_inputs(dataset, masks, seeds, model)
     fitted = _fit(model, dataset, masks, seeds, recipe, torch.device(device), augment, progress, path)
     return _evaluate(fitted, dataset)
 
 
 def _evaluate(fitted: _Fitted, dataset: Dataset) -> dict[str, np.ndarray]:
     """:func:`train_conv_ensemble`'s arrays from the trained models, in float32 batches."""
-    device, batch = fitted.setup.device, fitted.setup.batch
+    setup = fitted.setup
     results = {}
     with torch.no_grad():
-        for split, x_all, y_all in (("train", fitted.setup.x_train, fitted.setup.y_train),
-                                    ("test", _channels_last_images(dataset.x_test, device), dataset.y_test.to(device))):
-            margins, spps = [], []
-            for start in range(0, len(y_all), batch):
-                logits = fitted.logits(x_all[start:start + batch])
-                margin, spp = _margins_and_spp(logits, y_all[start:start + batch])
-                margins.append(margin); spps.append(spp)
-            results[f"{split}_margin"] = torch.cat(margins, dim=1).cpu().numpy().astype(np.float32)
+        for split, x_all, y_all in (("train", setup.x_train, setup.y_train),
+                                    ("test", setup.stored_inputs(dataset.x_test), dataset.y_test.to(setup.device))):
+            split_margins, spps = [], []
+            for start in range(0, len(y_all), setup.batch):
+                logits = fitted.logits(x_all[start:start + setup.batch])
+                split_margins.append(margins(logits, y_all[start:start + setup.batch]))
+                spps.append(logits.softmax(-1).amax(-1))
+            results[f"{split}_margin"] = torch.cat(split_margins, dim=1).cpu().numpy().astype(np.float32)
             if split == "train":
                 results["train_spp"] = torch.cat(spps, dim=1).cpu().numpy().astype(np.float32)
     results["final_loss"] = fitted.final_loss.numpy().astype(np.float32)
     return results
-
-
-def _channels_last_images(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 ``(n, C, H, W)`` as ``(n, H, W, C)`` on ``device``: the pass's one layout conversion."""
-    return x.to(device).permute(0, 2, 3, 1).contiguous()
 
 
 # Passes may train side by side on threads (harness.ensemble.torch_threads); torch's global
@@ -298,8 +301,9 @@ _GLOBAL_RNG = threading.Lock()
 
 
 class _Setup:
-    """What every path of one pass shares: the per-seed models, the data on the device, the
-    normalisation, each model's generator and members, the steps and learning rates."""
+    """What every path of one pass shares: the per-seed models, the data on the device (images
+    uint8 ``(n, H, W, C)``, the pass's one layout conversion, and their normalisation; features
+    as given), each model's generator and members, the steps."""
 
     def __init__(self, model, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
                  device: torch.device, augment: DeviceAugment | None, sync_debug_mode: str | None = None):
@@ -309,24 +313,21 @@ class _Setup:
         if self.on_cuda:
             # cuDNN picks its fastest kernels per shape; a pass has few shapes, all reused.
             torch.backends.cudnn.benchmark = True
-        _, self.channels, height, _ = dataset.x_train.shape
-        self.models = []
-        for seed in seeds:
-            with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_stream_seed(seed, 0))
-                self.models.append(build(model, dataset.num_classes, self.channels, height))
-        x_train = dataset.x_train.to(device)
-        # On the NCHW copy, as before: float sums in another memory order round differently.
-        self.mean, self.std = channel_mean_std(x_train)
-        self.x_train = x_train.permute(0, 2, 3, 1).contiguous()
-        del x_train
+        self.on_images = dataset.is_image
+        in_channels, image_size = dataset.x_train.shape[1], dataset.x_train.shape[2] if self.on_images else None
+        self.models = seeded_models(model, seeds, dataset.num_classes, in_channels, image_size)
+        self.normalization = None
+        if self.on_images:
+            # On the NCHW copy, as before: float sums in another memory order round differently.
+            self.mean, self.std = channel_mean_std(dataset.x_train.to(device))
+            self.normalization = Normalization(self.mean, self.std, device)
+        self.x_train = self.stored_inputs(dataset.x_train)
         self.y_train = dataset.y_train.to(device)
-        self.normalization = Normalization(self.mean, self.std, device)
         self.members = [torch.from_numpy(np.flatnonzero(row)) for row in masks]
         self.generators = [torch.Generator().manual_seed(_stream_seed(seed, 1)) for seed in seeds]
         self.batch = recipe.batch_size
         self.steps_per_epoch = math.ceil(max(len(m) for m in self.members) / self.batch)
-        self.learning_rates = recipe.learning_rates(recipe.epochs * self.steps_per_epoch).tolist()
+        self.total_steps = recipe.epochs * self.steps_per_epoch
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.on_cuda)
 
     def epoch_plan(self, ks) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -351,6 +352,18 @@ class _Setup:
         # From pinned memory a copy is queued without the host waiting for the device.
         return x.pin_memory().to(self.device, non_blocking=True) if self.on_cuda else x
 
+    def stored_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """A split's inputs on the device as the pass keeps them: images uint8 ``(n, H, W, C)``."""
+        return x.to(self.device).permute(0, 2, 3, 1).contiguous() if self.on_images else x.to(self.device)
+
+    def model_inputs(self, x_stored: torch.Tensor) -> torch.Tensor:
+        """A batch of stored inputs as one model takes them: images normalised, NCHW."""
+        if not self.on_images:
+            return x_stored
+        x = self.normalization(x_stored.permute(0, 3, 1, 2))
+        # Channels-last on CUDA (free: the gather made it); NCHW on CPU, as the stored runs had.
+        return x if self.on_cuda else x.contiguous()
+
     def inputs(self, indices, flips, shifts) -> torch.Tensor:
         """Normalised, augmented float images ``(B, H, W, K, C)`` for ``indices`` ``(B, K)``."""
         x, valid = gather_images(self.x_train, indices, flips, shifts)
@@ -358,15 +371,14 @@ class _Setup:
         return x if valid is None else torch.where(valid, x, 0.0)
 
     def plain_inputs(self, indices, flips, shifts) -> torch.Tensor:
-        """:meth:`inputs` for a flat list of ``indices`` as one NCHW batch (vmap and loop paths)."""
+        """:meth:`inputs` for a flat list of ``indices`` as one NCHW batch (vmap and loop paths);
+        features as given."""
+        if not self.on_images:
+            return self.x_train[indices]
         x = self.inputs(indices[:, None], None if flips is None else flips[:, None],
                         None if shifts is None else shifts[:, None]).squeeze(3).permute(0, 3, 1, 2)
         # Channels-last on CUDA (free: the gather made it); NCHW on CPU, as the stored runs had.
         return x if self.on_cuda else x.contiguous()
-
-    def set_lr(self, optimizer, step: int) -> None:
-        for group in optimizer.param_groups:
-            group["lr"] = self.learning_rates[step]
 
     def watch(self, ks) -> "_LossWatch":
         return _LossWatch(self, list(ks))
@@ -396,6 +408,21 @@ class _Setup:
             yield from epochs
         finally:
             torch.cuda.set_sync_debug_mode(before)
+
+
+class _Stepper:
+    """The recipe's optimizer of ``params`` and its scheduler (``recipe.build``), each training
+    step: gradients cleared, the loss's backward pass, the optimizer's step, the scheduler's."""
+
+    def __init__(self, recipe, params, total_steps: int):
+        self.optimizer, self.scheduler = recipe.build(params, total_steps)
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
 
 
 class _LossWatch:
@@ -430,12 +457,13 @@ class _LossWatch:
 
 
 class _Fitted:
-    """K trained models (in eval mode) of one path: logits on uint8 ``(n, H, W, C)`` batches."""
+    """K trained models (in eval mode) of one path: logits on batches of stored inputs
+    (:meth:`_Setup.stored_inputs`)."""
 
     setup: _Setup
     final_loss: torch.Tensor
 
-    def logits(self, x_hwc: torch.Tensor) -> torch.Tensor:
+    def logits(self, x_stored: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, n, classes)`` float32."""
         raise NotImplementedError
 
@@ -459,7 +487,7 @@ class _LoopFitted(_Fitted):
     """Each model trained alone as a plain ``nn.Module``, one after another."""
 
     def __init__(self, setup: _Setup, progress: bool, label: str):
-        self.setup, recipe = setup, setup.recipe
+        self.setup = setup
         steps, batch = setup.steps_per_epoch, setup.batch
         self.final_loss = torch.zeros(len(setup.models))
         for k, model in enumerate(setup.models):
@@ -467,8 +495,7 @@ class _LoopFitted(_Fitted):
             model.to(setup.device).train()
             if setup.on_cuda:
                 model.to(memory_format=torch.channels_last)
-            optimizer = torch.optim.SGD(model.parameters(), lr=setup.learning_rates[0], momentum=recipe.momentum,
-                                        weight_decay=recipe.weight_decay)
+            stepper = _Stepper(setup.recipe, model.parameters(), setup.total_steps)
             for epoch in setup.epochs(progress, f"{label} model {k}"):
                 order, flips, shifts = setup.epoch_plan([k])
                 epoch_loss = torch.zeros((), device=setup.device)
@@ -477,21 +504,17 @@ class _LoopFitted(_Fitted):
                     indices = order[0, in_batch]
                     x = setup.plain_inputs(indices, None if flips is None else flips[0, in_batch],
                                            None if shifts is None else shifts[0, in_batch])
-                    setup.set_lr(optimizer, epoch * steps + step)
                     with setup.autocast:
                         loss = F.cross_entropy(model(x).float(), setup.y_train[indices])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    stepper.step(loss)
                     epoch_loss += loss.detach()
                 watch.add(epoch, (epoch_loss / steps)[None])
             self.final_loss[k] = watch.last()[0]
             model.eval()
         self.models = setup.models
 
-    def logits(self, x_hwc):
-        x = self.setup.normalization(x_hwc.permute(0, 3, 1, 2))
-        x = x if self.setup.on_cuda else x.contiguous()
+    def logits(self, x_stored):
+        x = self.setup.model_inputs(x_stored)
         return torch.stack([model(x).float() for model in self.models])
 
     def state_dicts(self):
@@ -502,7 +525,7 @@ class _VmapFitted(_Fitted):
     """The models' weights stacked along a leading axis, one model's functional call vmapped."""
 
     def __init__(self, setup: _Setup, progress: bool, label: str):
-        self.setup, recipe = setup, setup.recipe
+        self.setup = setup
         n_models, steps, batch = len(setup.models), setup.steps_per_epoch, setup.batch
         params, buffers = stack_module_state([m.to(setup.device) for m in setup.models])
         skeleton = copy.deepcopy(setup.models[0]).to("meta")
@@ -512,8 +535,7 @@ class _VmapFitted(_Fitted):
             return F.cross_entropy(functional_call(skeleton, (p, b), (x,)).float(), y)
 
         losses_of_all = vmap(loss_of_one)
-        optimizer = torch.optim.SGD(params.values(), lr=setup.learning_rates[0],
-                                    momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        stepper = _Stepper(setup.recipe, params.values(), setup.total_steps)
         everyone = range(n_models)
         watch = setup.watch(everyone)
         skeleton.train()
@@ -525,13 +547,10 @@ class _VmapFitted(_Fitted):
                 indices = order[:, in_batch]
                 x = setup.plain_inputs(indices.reshape(-1), None if flips is None else flips[:, in_batch].reshape(-1),
                                        None if shifts is None else shifts[:, in_batch].reshape(-1, 2))
-                setup.set_lr(optimizer, epoch * steps + step)
                 with setup.autocast:
                     losses = losses_of_all(params, buffers, x.unflatten(0, (n_models, batch)),
                                            setup.y_train[indices])
-                optimizer.zero_grad(set_to_none=True)
-                losses.sum().backward()
-                optimizer.step()
+                stepper.step(losses.sum())   # each model's gradient is its own loss's
                 epoch_loss += losses.detach()
             watch.add(epoch, epoch_loss / steps)
         skeleton.eval()
@@ -542,9 +561,8 @@ class _VmapFitted(_Fitted):
 
         self._evaluate = vmap(logits_of_one, in_dims=(0, 0, None))
 
-    def logits(self, x_hwc):
-        x = self.setup.normalization(x_hwc.permute(0, 3, 1, 2))
-        return self._evaluate(self.params, self.buffers, x if self.setup.on_cuda else x.contiguous())
+    def logits(self, x_stored):
+        return self._evaluate(self.params, self.buffers, self.setup.model_inputs(x_stored))
 
     def state_dicts(self):
         stacked = {**self.params, **self.buffers}
@@ -555,15 +573,14 @@ class _StackedFitted(_Fitted):
     """The K models as one network stacked along the channels (:mod:`harness.stacked`)."""
 
     def __init__(self, setup: _Setup, progress: bool, label: str):
-        self.setup, recipe = setup, setup.recipe
+        self.setup = setup
         n_models, steps, batch = len(setup.models), setup.steps_per_epoch, setup.batch
         self.template = setup.models[0]
         net = StackedConvNet(setup.models).to(setup.device)
         if setup.on_cuda:
             net.to(memory_format=torch.channels_last)
         self.normalization = Normalization(setup.mean, setup.std, setup.device, repeat=n_models)
-        optimizer = torch.optim.SGD(net.parameters(), lr=setup.learning_rates[0], momentum=recipe.momentum,
-                                    weight_decay=recipe.weight_decay)
+        stepper = _Stepper(setup.recipe, net.parameters(), setup.total_steps)
         everyone = range(n_models)
         watch = setup.watch(everyone)
         net.train()
@@ -577,21 +594,18 @@ class _StackedFitted(_Fitted):
                                  None if shifts is None else shifts[:, in_batch].transpose(0, 1))
                 # (B, H, W, K, C) -> (B, K C, H, W) in channels_last: a view, no copy.
                 x = x.flatten(3).permute(0, 3, 1, 2)
-                setup.set_lr(optimizer, epoch * steps + step)
                 with setup.autocast:
                     logits = net(x)
                 losses = F.cross_entropy(logits.float().flatten(0, 1), setup.y_train[indices].flatten(),
                                          reduction="none").view(n_models, batch).mean(1)
-                optimizer.zero_grad(set_to_none=True)
-                losses.sum().backward()
-                optimizer.step()
+                stepper.step(losses.sum())
                 epoch_loss += losses.detach()
             watch.add(epoch, epoch_loss / steps)
         self.net, self.final_loss = net.eval(), watch.last()
 
-    def logits(self, x_hwc):
+    def logits(self, x_stored):
         # Every model sees the same images: tile them along the channels.
-        x = self.normalization.channels_last(x_hwc.repeat(1, 1, 1, self.net.n_models))
+        x = self.normalization.channels_last(x_stored.repeat(1, 1, 1, self.net.n_models))
         return self.net(x.permute(0, 3, 1, 2)).float()
 
     def state_dicts(self):

@@ -229,6 +229,19 @@ def test_conv_spec_rejects_unknown_names():
         specs.ConvSpec(translate=-1)
 
 
+def test_a_recipe_builds_sgd_at_each_steps_learning_rate_to_the_bit():
+    recipe = specs.Recipe("steps", epochs=3, batch_size=8, peak_lr=0.3)
+    weight = torch.nn.Parameter(torch.zeros(2))
+    optimizer, scheduler = recipe.build([weight], 7)
+    used = []
+    for _ in range(7):
+        used.append(optimizer.param_groups[0]["lr"])
+        weight.grad = torch.ones(2)
+        optimizer.step()
+        scheduler.step()
+    assert used == recipe.learning_rates(7).tolist()
+
+
 def test_conv_specs_keep_their_store_keys():
     """The specs of the three profiles and two others, pinned: their runs stay in the store."""
     from harness.store import run_key
