@@ -184,21 +184,29 @@ def subpopulation_summary(dataset: Dataset) -> str:
 
 @dataclass(frozen=True)
 class Case:
-    """One parametrized case of a claim: a data set, a model family, and optionally a rate."""
+    """One case of a claim: a data set by name, a model family and optionally a rate. ``model``
+    names one of the profile's families (``ridge``, ``mlp``, ``cnn``) or is a family of one's
+    own (a ``harness.model_family.ModelFamily``, or any spec of the training path)."""
 
     data: str
-    family: str
+    model: str | object
     rate: float | None = None
+
+    @property
+    def family(self) -> str:
+        return self.model if isinstance(self.model, str) else self.model.family
 
     @property
     def id(self) -> str:
         return f"{self.family} on {self.data}" + (f" at r={self.rate}" if self.rate is not None else "")
 
     def spec(self, profile: Profile):
+        if not isinstance(self.model, str):
+            return self.model
         specs = {"ridge": profile.ridge, "mlp": profile.mlp, "cnn": profile.cnn}
-        if self.family not in specs:
-            raise ValueError(f"unknown model family {self.family!r}; use one of {sorted(specs)}")
-        return specs[self.family]
+        if self.model not in specs:
+            raise ValueError(f"unknown model family {self.model!r}: give one of {sorted(specs)} or a ModelFamily")
+        return specs[self.model]
 
 
 # The figures of one configuration that a correlation across configurations can relate.

@@ -85,31 +85,6 @@ def entry(claim_id: str) -> ClaimEntry:
     return CLAIMS[claim_id]
 
 
-@dataclass(frozen=True)
-class OwnCase:
-    """A case of one's own data and family, shaped like ``harness.experiments.Case``."""
-
-    data: str
-    model: object
-    rate: float | None = None
-
-    @property
-    def family(self) -> str:
-        return self.model if isinstance(self.model, str) else self.model.family
-
-    @property
-    def id(self) -> str:
-        return f"{self.family} on {self.data}" + (f" at r={self.rate}" if self.rate is not None else "")
-
-    def spec(self, profile: Profile):
-        if not isinstance(self.model, str):
-            return self.model
-        specs = {"ridge": profile.ridge, "mlp": profile.mlp, "cnn": profile.cnn}
-        if self.model not in specs:
-            raise ValueError(f"unknown model family {self.model!r}: give one of {sorted(specs)} or a ModelFamily")
-        return specs[self.model]
-
-
 class RecordingStore(Store):
     """A :class:`Store` that records each run opened and the models it lacked then (module docstring)."""
 
@@ -148,7 +123,7 @@ def study(claim_id: str, dataset, family, profile="default", store=None, device:
     """The claim's study on ``dataset`` (a ``harness.data.Dataset``) with ``family``: a
     ``harness.verdict.CaseReport`` (the result, figures, tables), the runs reused or trained
     among its notes. ``rate`` defaults to the claim's own (:data:`CLAIMS`)."""
-    from harness.experiments import register_dataset
+    from harness.experiments import Case, register_dataset
     from harness.verdict import CaseReport
 
     chosen = entry(claim_id)
@@ -162,7 +137,7 @@ def study(claim_id: str, dataset, family, profile="default", store=None, device:
         # One family alone is refused there, with the reason.
         case = _grid(claim_id, data, family if several else [family], _profile(profile))
     else:
-        case = OwnCase(data, family, chosen.rate if rate is ... else rate)
+        case = Case(data, family, chosen.rate if rate is ... else rate)
     root = store.root if isinstance(store, Store) else store
     recording = RecordingStore(root if root is not None else Store().root)
     started = time.perf_counter()
@@ -176,8 +151,9 @@ def study(claim_id: str, dataset, family, profile="default", store=None, device:
 def _grid(claim_id: str, data: str, families, profile: Profile):
     """mem-gen-anticorrelated's one case: each of ``families`` a configuration on ``data``."""
     from harness.claims.mem_gen_anticorrelated import Grid, own_configurations
+    from harness.experiments import Case
 
-    cases = [OwnCase(data, family) for family in families]
+    cases = [Case(data, family) for family in families]
     labels = [case.family for case in cases]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:

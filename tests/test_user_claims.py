@@ -123,3 +123,14 @@ def test_verify_takes_a_list_of_families_for_mem_gen_anticorrelated(features, tm
     assert status in cli.EXIT_STATUS.values() and out[0].startswith("mem-gen-anticorrelated/5 configurations: ")
     assert any("5 run(s) trained" in line for line in out)
     assert (tmp_path / "reports" / "mem-gen-anticorrelated").is_dir()
+
+
+def test_a_case_takes_a_suite_family_by_name_or_a_family_of_ones_own():
+    from harness.experiments import Case
+
+    own = family()
+    assert Case("my-features", own, 0.7).spec(TINY) is own
+    assert Case("my-features", own, 0.7).id == "mlp-16-3 on my-features at r=0.7"
+    assert Case("synthetic", "ridge").spec(TINY) is TINY.ridge and Case("synthetic", "ridge").family == "ridge"
+    with pytest.raises(ValueError, match="unknown model family 'svm'"):
+        Case("synthetic", "svm").spec(TINY)
