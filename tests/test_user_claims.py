@@ -134,3 +134,14 @@ def test_a_case_takes_a_suite_family_by_name_or_a_family_of_ones_own():
     assert Case("synthetic", "ridge").spec(TINY) is TINY.ridge and Case("synthetic", "ridge").family == "ridge"
     with pytest.raises(ValueError, match="unknown model family 'svm'"):
         Case("synthetic", "svm").spec(TINY)
+
+
+def test_a_family_of_ones_own_named_ridge_takes_the_loo_plan_not_the_closed_form(features, tmp_path):
+    from harness.experiments import loo_scores, scores_loo_in_closed_form
+    from harness.store import Store
+
+    named_ridge = ModelFamily(mlp_of_width(8), 3, (8,), recipe=replace(FEW_EPOCHS, epochs=1), name="ridge")
+    assert scores_loo_in_closed_form(TINY.ridge) and not scores_loo_in_closed_form(named_ridge)
+    scores, ensemble = loo_scores(features, named_ridge, TINY, Store(tmp_path))
+    assert "loo_margin" not in ensemble.arrays and (ensemble.plan.left_out >= 0).any()
+    assert len(scores.points) <= 3 * TINY.loo_targets_per_bin
