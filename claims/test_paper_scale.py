@@ -1,7 +1,7 @@
 """approx-overestimates at the papers' scale: IMN25 4.2's own study, VGG-6 on CIFAR-10.
 
 IMN25 4.2 trains VGG-6 (appendix A.1) on CIFAR-10 with batch 512, SGD momentum 0.9 and a
-triangular learning rate peaking at 0.4 (``harness.zoo.RECIPES["paper"]``, 100 epochs, weight
+triangular learning rate peaking at 0.4 (``harness.specs.RECIPES["paper"]``, 100 epochs, weight
 decay 1e-5 from its section 5.1), and compares exact LOO on 200 points x 100 models (20,000
 models) with FZ20's estimator from 4,000 models at r = 0.7. The paper profile
 (``harness.profiles.PAPER``) repeats that: its ``cnn`` is that VGG-6 (flips and 2-pixel

@@ -196,12 +196,12 @@ def conv_ensemble(model: str) -> Callable[[Check], dict]:
     """A section timing ``model``'s ensemble (module docstring)."""
 
     def section(check: Check) -> dict:
-        from harness import zoo
+        from harness import specs, zoo
         from harness.images import DeviceAugment
         from harness.masks import subsampled_plan
 
         sizes = check.sizes
-        recipe = replace(zoo.PAPER_RECIPE, name="gpu_check", epochs=sizes.conv_epochs, batch_size=sizes.conv_batch)
+        recipe = replace(specs.PAPER_RECIPE, name="gpu_check", epochs=sizes.conv_epochs, batch_size=sizes.conv_batch)
         augment = DeviceAugment(flip=True, translate=2)  # the paper profile's
         dataset = random_images(sizes.conv_images, max(16, sizes.conv_images // 5), sizes.conv_image_size)
         # At least four masks: the plan's own rule (every point in and out of some model).

@@ -85,8 +85,6 @@ from harness.data import Dataset
 from harness.images import DeviceAugment, Normalization, channel_mean_std, gather_images
 from harness.masks import checked_masks
 from harness.specs import VGG6_WIDTHS, VGG_PRESET_WIDTHS, Recipe, resolve_path
-# harness.gpu_check and harness.claims.sampling_rate_bias read these through this module.
-from harness.specs import PAPER_RECIPE, RECIPES, ConvSpec  # noqa: F401
 from harness.stacked import StackedConvNet
 from harness.train import TrainingDiverged, margins
 

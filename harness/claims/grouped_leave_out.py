@@ -61,7 +61,7 @@ import pandas as pd
 
 from harness import plots, stats
 from harness.ensemble import train_ensemble
-from harness.experiments import load_or_skip, loo_scores, pick_targets, subsampled_scores
+from harness.experiments import load_or_skip, loo_scores, pick_targets, scores_loo_in_closed_form, subsampled_scores
 from harness.grouped import grouped_plan, grouped_scores
 from harness.profiles import FZ20_RATE, SIZE_BINS, size_bin
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, absolute_value,
@@ -161,7 +161,7 @@ def mean_difference(name: str, estimate: np.ndarray, exact: np.ndarray, note: st
 def exact_reference(data, spec, profile, store, device, seed=0):
     """Exact LOO scores, their targets and the models per arm the grouped design should use."""
     exact, ensemble = loo_scores(data, spec, profile, store, device, seed)
-    if spec.family == "ridge":
+    if scores_loo_in_closed_form(spec):
         targets = pick_targets(data, RIDGE_TARGETS_FACTOR * profile.loo_targets_per_bin, seed)
         return exact.at(targets), ensemble.n_models, profile.loo_draws
     return exact, ensemble.n_models, profile.loo_models_per_target

@@ -44,7 +44,7 @@ from harness.profiles import MIN_MODELS_OUT, OWN_FAMILY_RATE_BUDGET, RATE_MODEL_
 from harness.train import MLPSpec, RidgeSpec
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
                              margin_left, undecidable)
-from harness.zoo import ConvSpec
+from harness.specs import ConvSpec
 
 CLAIM = "sampling-rate-bias"
 MARGIN = 0.05
