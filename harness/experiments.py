@@ -34,12 +34,11 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import torch
 
 from harness import estimators, stats
 from harness import profiles as profiles_module
 from harness.data import UNKNOWN_GROUP, Dataset, digits, infer_subpopulations, synthetic
-from harness.ensemble import Ensemble, train_ensemble
+from harness.ensemble import Ensemble, torch_threads, train_ensemble
 from harness.estimators import MemorizationScores
 from harness.images import DatasetNotFound
 from harness.masks import full_plan, loo_plan, subsampled_plan
@@ -151,13 +150,9 @@ def load_image_dataset(name: str, profile: Profile, embedding_seed: int = POOL_S
     else:
         # One thread: the clustering, and with it the store key of every run, must not depend on
         # how many threads a process happens to use.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             features = zoo.penultimate_features(EMBEDDING_MODEL, fit_on, (data.x_train, data.x_test),
                                                 RECIPES[EMBEDDING_RECIPE], seed=embedding_seed)
-        finally:
-            torch.set_num_threads(threads)
         # Cached beside the runs it keys: warm runs (and every xdist worker) skip the fit.
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(f".{os.getpid()}.tmp.npz")
