@@ -16,16 +16,11 @@ from __future__ import annotations
 import pytest
 
 from harness.claims.leakage import CLAIM, study
-from harness.experiments import REAL_IMAGES, Case
-from harness.profiles import FZ20_RATE
+from harness.experiments import removal_cases
 
 
 def cases(profile):
-    if profile.name == "smoke":
-        return [Case("synthetic", "ridge", FZ20_RATE)]
-    # The image cases' arms (S and S \\ R) are fz-marginal-utility's, so the store trains them once.
-    return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
-            for family in ("ridge", "mlp")] + [Case(data, "mlp", FZ20_RATE) for data in REAL_IMAGES]
+    return removal_cases(profile)
 
 
 @pytest.mark.claim(CLAIM)

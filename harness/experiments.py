@@ -205,6 +205,17 @@ class Case:
         return specs[self.model]
 
 
+def removal_cases(profile: Profile) -> list[Case]:
+    """The cases of the removal claims that score with FZ20's estimator and remove above its cut
+    (leakage, removal-shifts-distribution): ridge on the synthetic data in the smoke profile;
+    otherwise both families on the synthetic sets and digits, and the pixel MLP on the real
+    images (their arms S and S \\ R are fz-marginal-utility's, so the store trains them once)."""
+    if profile.name == "smoke":
+        return [Case("synthetic", "ridge", FZ20_RATE)]
+    return [Case(data, family, FZ20_RATE) for data in ("synthetic", "synthetic-steep", "digits")
+            for family in ("ridge", "mlp")] + [Case(data, "mlp", FZ20_RATE) for data in REAL_IMAGES]
+
+
 # The figures of one configuration that a correlation across configurations can relate.
 FIGURES = ("mean memorization", "share memorized", "test accuracy", "training accuracy", "generalization gap")
 
