@@ -83,7 +83,7 @@ class Profile:
     removal_thresholds: tuple = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # threshold-dependence
     sampling_rates: tuple = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)   # sampling-rate-bias
     models_per_configuration: int = 40             # mem-gen-anticorrelated: one ensemble per configuration
-    # subpopulations-stable: second embedding networks set against the suite's (a few seconds each
+    # subpopulations-stable: other embedding networks set against the suite's (a few seconds each
     # on one core at the default pool); the spread among them is in the kappa's interval.
     embedding_networks_compared: int = 8
 

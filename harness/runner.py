@@ -74,7 +74,7 @@ CLAIMS = {
     "removal-shifts-distribution": ClaimEntry("removal_shifts_distribution", FZ20_RATE),
     "sampling-rate-bias": ClaimEntry("sampling_rate_bias"),
     "subpopulations-stable": ClaimEntry("subpopulations_stable", own_data=(
-        "it re-embeds the suite's image data sets with a second embedding network")),
+        "it re-embeds the suite's image data sets with other embedding networks")),
     "threshold-dependence": ClaimEntry("threshold_dependence", FZ20_RATE),
 }
 
