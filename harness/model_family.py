@@ -97,7 +97,7 @@ def source_hash(function) -> str:
     except (OSError, TypeError):
         code = getattr(function, "__code__", None)
         text = repr(type(function)) if code is None else repr((code.co_code, code.co_consts, code.co_names))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _text_hash(text)
 
 
 def _text_hash(text: str) -> str:
