@@ -18,7 +18,9 @@ sub-populations' centres lie N(class centre, class_spread^2 I) around it, so a s
 its class centre is typical of its class and one far from it is not. The test split is drawn from the
 same sub-populations (``max(test_min, round(test_ratio * size))`` points each), so accuracy
 per sub-population is measurable. A fraction ``label_noise`` of training points gets a
-wrong label (recorded in ``mislabeled_train``); test labels stay clean.
+wrong label (recorded in ``mislabeled_train``); test labels stay clean. Any other data set gets
+planted label noise from :func:`with_planted_label_noise`: an exact share of its training labels,
+its inputs and sub-population ids unchanged.
 
 One's own data (:func:`from_arrays`, :func:`from_torch`, :func:`from_npz`): numpy arrays or
 tensors, float features ``(n, d)`` or uint8 images ``(n, C, H, W)`` (``(n, H, W)`` gets one
@@ -268,6 +270,30 @@ def infer_subpopulations(dataset: Dataset, distance_threshold: float | None = No
         group_train=group_train, group_test=group_test,
         mislabeled_train=dataset.mislabeled_train,
         meta={**dataset.meta, "subpopulations": f"inferred (ward, threshold {distance_threshold:.3g})"},
+    )
+
+
+def with_planted_label_noise(dataset: Dataset, share: float, seed: int, name: str | None = None) -> Dataset:
+    """``dataset`` with ``round(share * n_train)`` training labels, chosen by ``seed``, each replaced by
+    a uniformly drawn other class and flagged in ``mislabeled_train`` (added to any flags it had).
+    Inputs, test labels and sub-population ids stay as they were: ids inferred from the clean
+    labels keep saying which images belong together, whatever label an image now carries."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must lie in [0, 1), got {share}")
+    rng = np.random.default_rng(seed)
+    count = int(round(share * dataset.n_train))
+    planted = np.zeros(dataset.n_train, dtype=bool)
+    planted[rng.choice(dataset.n_train, count, replace=False)] = True
+    labels = dataset.y_train.numpy().copy()
+    # A shift of 1 .. C-1 classes is a uniform draw among the wrong labels.
+    labels[planted] = (labels[planted] + rng.integers(1, dataset.num_classes, size=count)) % dataset.num_classes
+    already = (np.zeros(dataset.n_train, dtype=bool) if dataset.mislabeled_train is None
+               else np.asarray(dataset.mislabeled_train, dtype=bool))
+    return Dataset(
+        name=name or dataset.name, x_train=dataset.x_train, y_train=torch.from_numpy(labels),
+        x_test=dataset.x_test, y_test=dataset.y_test, num_classes=dataset.num_classes,
+        group_train=dataset.group_train, group_test=dataset.group_test, mislabeled_train=already | planted,
+        meta={**dataset.meta, "planted_label_noise": {"share": share, "count": count, "seed": seed}},
     )
 
 

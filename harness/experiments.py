@@ -24,6 +24,15 @@ trained on a point pulls it toward its labelled class, which would hide exactly 
 points whose sub-populations matter here; an MLP rather than ``small_cnn``, because on a CPU it
 learns from 5,000 images in the time the CNN needs for 1,000, and reaches higher accuracy there
 (MNIST 95 % vs 69 %, Fashion-MNIST 85 % vs 69 %, one core, ~6 s each).
+
+``<image set>-noisy`` (:data:`NOISY_IMAGE_VARIANTS`) is that subset with planted label noise, as
+``synthetic-noisy`` is the synthetic set with it: a seeded ``LABEL_NOISE`` of its training
+labels replaced by a random other class (``harness.data.with_planted_label_noise``, recorded in
+``mislabeled_train``), test labels clean. Its sub-populations are the clean subset's, inferred
+before the labels change: the clustering reads the labels (Ward within each labelled class, cut
+at a multiple of the within-class nearest-neighbour distance; the embedding network learns from
+the pool's own clean labels), so inferring after the flip would put each flipped image in a
+cluster of the class it does not show, most likely as a singleton.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import pandas as pd
 
 from harness import estimators, stats
 from harness import profiles as profiles_module
-from harness.data import UNKNOWN_GROUP, Dataset, digits, infer_subpopulations, synthetic
+from harness.data import UNKNOWN_GROUP, Dataset, digits, infer_subpopulations, synthetic, with_planted_label_noise
 from harness.ensemble import Ensemble, torch_threads, train_ensemble
 from harness.estimators import MemorizationScores
 from harness.images import DatasetNotFound
@@ -48,12 +57,15 @@ from harness.store import Store, default_root
 from harness.train import RidgeSpec
 
 
+# Share of training labels the noisy variants (synthetic-noisy, the images' NOISY_IMAGE_VARIANTS) get wrong.
+LABEL_NOISE = 0.05
+
 # Synthetic variants the claims are parametrized over: tail exponent, separation, label noise, class structure.
 SYNTHETIC_VARIANTS = {
     "synthetic": {},
     "synthetic-steep": {"tail_exponent": 2.5},
     "synthetic-overlapping": {"separation": 0.75},
-    "synthetic-noisy": {"label_noise": 0.05},
+    "synthetic-noisy": {"label_noise": LABEL_NOISE},
     # The class shapes the centres: at 1.5 a singleton's nearest other training point shares its class
     # for 67 % of the default profile's singletons (23 % without class structure): some typical, some not.
     "synthetic-classes": {"class_spread": 1.5},
@@ -67,7 +79,8 @@ _REGISTERED: dict[str, Dataset] = {}
 def register_dataset(dataset: Dataset) -> str:
     """Make ``dataset`` loadable by its name (:func:`load_dataset`); return the name. The suite's
     own names are refused: a study would not know which data it had."""
-    if dataset.name in SYNTHETIC_VARIANTS or dataset.name == "digits" or dataset.name in IMAGE_DATASETS:
+    if (dataset.name in SYNTHETIC_VARIANTS or dataset.name == "digits" or dataset.name in IMAGE_DATASETS
+            or dataset.name in NOISY_IMAGE_VARIANTS):
         raise ValueError(f"{dataset.name!r} names one of the suite's data sets; give yours another name")
     _REGISTERED[dataset.name] = dataset
     load_dataset.cache_clear()   # a name registered again now means the new data
@@ -92,8 +105,11 @@ def load_dataset(name: str, profile_name: str) -> Dataset:
         return infer_subpopulations(data)
     if name in IMAGE_DATASETS:
         return load_image_dataset(name, profile)
+    if name in NOISY_IMAGE_VARIANTS:
+        clean = load_dataset(NOISY_IMAGE_VARIANTS[name], profile_name)
+        return with_planted_label_noise(clean, LABEL_NOISE, LABEL_NOISE_SEED, name=name)
     raise ValueError(f"unknown data set {name!r}; known: {sorted(SYNTHETIC_VARIANTS)} + "
-                     f"['digits'] + {list(IMAGE_DATASETS)}")
+                     f"['digits'] + {list(IMAGE_DATASETS)} + {list(NOISY_IMAGE_VARIANTS)}")
 
 
 @lru_cache(maxsize=4)
@@ -115,11 +131,13 @@ def load_or_skip(name: str, profile_name: str) -> Dataset:
 
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet")
+# Each image set with planted label noise (module docstring), by name, and the clean set it comes from.
+NOISY_IMAGE_VARIANTS = {f"{name}-noisy": name for name in IMAGE_DATASETS}
 # The natural images a CPU profile runs the claims on: on disk here (MNIST from ../shared/data,
 # Fashion-MNIST from Debian's dataset-fashion-mnist); a case skips, saying where to get them, elsewhere.
 REAL_IMAGES = ("mnist", "fashion-mnist")
 EMBEDDING_MODEL, EMBEDDING_RECIPE = "pixel_mlp", "embedding"
-SUBSET_SEED, POOL_SEED = 0, 1
+SUBSET_SEED, POOL_SEED, LABEL_NOISE_SEED = 0, 1, 2
 
 
 def load_image_dataset(name: str, profile: Profile, embedding_seed: int = POOL_SEED) -> Dataset:

@@ -10,9 +10,10 @@ looks like under the estimator at hand. The threshold is their q-quantile,
 so a real point is called memorized when its score reaches what a share 1 - q of surely
 memorized points reach: the threshold aims at a true-positive rate of 1 - q.
 
-Null points are fresh draws from the data's own distribution: the inputs of randomly
-chosen test points, each with a label drawn uniformly from the classes other than its
-own, appended after the training points (sub-population ``UNKNOWN_GROUP``, mislabeled).
+Null points are fresh draws from the data's own distribution: the inputs (features or
+images) of randomly chosen test points, each with a label drawn uniformly from the classes
+other than its own, appended after the training points (sub-population ``UNKNOWN_GROUP``,
+mislabeled).
 Those test points leave the test split, so no test input is also a training input.
 """
 
@@ -56,8 +57,6 @@ class RelabelledNull:
 
 def with_relabelled_null(dataset: Dataset, count: int, seed: int = 0) -> RelabelledNull:
     """``dataset`` plus ``count`` null points drawn from its test split (module docstring)."""
-    if dataset.is_image:
-        raise ValueError(f"{dataset.name}: relabelled nulls are built for feature data, not images")
     if not 1 <= count <= dataset.n_test:
         raise ValueError(f"count must lie between 1 and the {dataset.n_test} test points of "
                          f"{dataset.name}, got {count}")
