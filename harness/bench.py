@@ -47,7 +47,10 @@ be shared: the load average before and after is printed with the figures.
   CUDA 32x32 at batch 512 and K in {4, 8, 16, 32}, with each pass's peak allocated memory and
   models/hour at the paper recipe estimated from the step time (6,900 steps a model).
   ``conv_<model>_stacked_over_vmap``: stacked over vmap models per second at K = 8, the
-  median of paired rounds (``_rounds``), like the MLP's ratios;
+  median of paired rounds (``_rounds``), like the MLP's ratios. At the CPU's image sizes
+  VGG-6's last convolution sees one-pixel maps and so takes the stacked path's matrix-product
+  form (``harness.stacked``); at 32x32 it sees 2x2 maps and stays grouped, so VGG-6's CPU
+  ratio does not carry over to CIFAR-10's size;
 - ``peak_memory_mb``: the process's peak resident memory on CPU, peak allocated memory on CUDA.
 
 Threads: torch's default (one per core) unless ``--threads``; the plain loop runs on all of

@@ -114,11 +114,17 @@ RECIPES = {
 # nets it holds, "vmap" for the rest (pixel_mlp among them, so its results stay as stored).
 PATHS = ("auto", "vmap", "stacked", "loop")
 STACKED_MODELS = ("small_cnn", *VGG_PRESET_WIDTHS)
+# The names ConvSpec.config stores a path's runs under, where not the path's own: a path whose
+# results change in bytes gets a new stored name, so runs of two versions are never mixed.
+# "stacked-2": the stacked path with convolutions of one-pixel images computed as matrix products
+# on a CPU (harness.stacked).
+STORED_PATH_NAMES = {"stacked": "stacked-2"}
 
 
 def resolve_path(model: str | Callable, path: str = "auto") -> str:
     """The path ``path`` names for ``model`` (a name or a ``harness.zoo.ModelBuilder``): ``"auto"``
-    resolved, the others checked."""
+    resolved, the others checked; a stored name (:data:`STORED_PATH_NAMES`) names its path."""
+    path = {stored: name for name, stored in STORED_PATH_NAMES.items()}.get(path, path)
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
     if path == "auto":
@@ -139,8 +145,9 @@ class ConvSpec:
 
     ``flip`` and ``translate`` configure :class:`harness.images.DeviceAugment` (no
     augmentation when both are off); ``path`` is how a pass trains its models (:data:`PATHS`),
-    named resolved in :meth:`config` unless it is vmap. The recipe's values are part of :meth:`config`, so
-    changing a recipe changes the store key of every run that used it.
+    named resolved in :meth:`config` unless it is vmap, by its stored name (:data:`STORED_PATH_NAMES`).
+    The recipe's values are part of :meth:`config`, so changing a recipe changes the store key of
+    every run that used it.
     """
 
     family: ClassVar[str] = "cnn"
@@ -170,7 +177,8 @@ class ConvSpec:
         # the path every run stored before the others existed was trained on (same keys, same bytes).
         fields = asdict(self)
         path = fields.pop("path")
-        return {"family": self.family, **fields, **({"path": path} if path != "vmap" else {}),
+        stored_path = {"path": STORED_PATH_NAMES.get(path, path)} if path != "vmap" else {}
+        return {"family": self.family, **fields, **stored_path,
                 "recipe_values": asdict(RECIPES[self.recipe])}
 
     def schema(self, dataset: Dataset) -> dict:

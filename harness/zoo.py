@@ -19,9 +19,10 @@ augmentations (two independent streams derived from it), whichever way the K mod
 trained (``path``):
 
 - ``"stacked"`` (:mod:`harness.stacked`; the default for ``small_cnn`` and the VGGs): one
-  network whose activations are ``(N, K C, H, W)``, convolutions grouped by model,
-  ``BatchNorm2d(K C)`` (per-model batch and running statistics), the head one einsum;
-  channels-last on CUDA from the input on, no copies between layouts;
+  network whose activations are ``(N, K C, H, W)``, convolutions grouped by model (on a CPU,
+  those of one-pixel maps a matrix product per model), ``BatchNorm2d(K C)`` (per-model batch
+  and running statistics), the head one einsum; channels-last on CUDA from the input on, no
+  copies between layouts;
 - ``"vmap"`` (the default for every other model, ``pixel_mlp`` among them): the weights
   stacked along a leading axis (``torch.func.stack_module_state``), one model's
   ``functional_call`` vectorised over it (``torch.func.vmap``); BatchNorm's stacked running

@@ -1,16 +1,19 @@
 """The stacked-channel ensemble (harness.stacked) against the vmap path and the per-model loop:
-the same models, BatchNorm's batch and running statistics included, for masks of different sizes."""
+the same models, BatchNorm's batch and running statistics included, for masks of different sizes.
+The 12x12 images leave VGG-6's last convolution one-pixel maps, so its centre-tap form trains here."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from harness import specs, zoo
 from harness.data import Dataset
 from harness.images import DeviceAugment
-from harness.stacked import NotStackable, StackedConvNet, stackable
+from harness.stacked import NotStackable, StackedConv2d, StackedConvNet, stackable
+from harness.worker import CannotRebuild, spec_from_config
 
 # 40 training images, masks of 12, 24 and 40 points, batches of 8: 5 steps an epoch, 4 epochs.
 N_TRAIN, STEPS = 40, 20
@@ -101,6 +104,38 @@ def test_one_network_computes_each_models_logits(name):
             torch.testing.assert_close(state[key], value, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("geometry", [dict(kernel_size=3, padding=1), dict(kernel_size=3, padding=1, bias=True),
+                                      dict(kernel_size=5, padding=4, dilation=2, stride=2), dict(kernel_size=1)],
+                         ids=["3x3", "3x3 with bias", "5x5 dilated, strided", "1x1"])
+def test_the_centre_tap_product_is_the_grouped_convolution_of_one_pixel_images(geometry):
+    torch.manual_seed(0)
+    conv = StackedConv2d(3 * 4, 3 * 6, groups=3, **{"bias": False, **geometry}).double()
+    x = torch.randn(5, 12, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert conv.sees_only_centre_taps(x)
+    product, grouped = conv(x), nn.Conv2d.forward(conv, x)
+    assert product.shape == grouped.shape == (5, 18, 1, 1)
+    torch.testing.assert_close(product, grouped, rtol=0, atol=1e-12)
+    upstream = torch.randn_like(grouped)
+    for mine, theirs in zip(torch.autograd.grad(product, [x, *conv.parameters()], upstream),
+                            torch.autograd.grad(grouped, [x, *conv.parameters()], upstream)):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-12)
+
+
+def test_only_one_pixel_images_under_centring_padding_on_a_cpu_take_the_centre_tap_product():
+    conv = StackedConv2d(12, 18, 3, padding=1, groups=3)
+    assert conv.sees_only_centre_taps(torch.zeros(2, 12, 1, 1))
+    assert not conv.sees_only_centre_taps(torch.zeros(2, 12, 2, 2))
+    assert not StackedConv2d(12, 18, 3, padding=0, groups=3).sees_only_centre_taps(torch.zeros(2, 12, 1, 1))
+    assert not StackedConv2d(12, 18, 3, padding="same", groups=3).sees_only_centre_taps(torch.zeros(2, 12, 1, 1))
+    net = StackedConvNet([zoo.build("vgg6", 10, 3, 12) for _ in range(2)])
+    seen = []
+    for layer in net.body:
+        if isinstance(layer, StackedConv2d):
+            layer.register_forward_hook(lambda module, inputs, _: seen.append(module.sees_only_centre_taps(inputs[0])))
+    net(torch.zeros(4, 6, 12, 12))
+    assert seen == [False, False, False, False, True]   # 12-6-3-2-1: the test images train both forms
+
+
 def test_auto_picks_the_stacked_path_for_conv_nets_only():
     assert [specs.resolve_path(name) for name in ("small_cnn", "vgg6", "vgg_1m", "pixel_mlp", "resnet18_cifar")] == [
         "stacked", "stacked", "stacked", "vmap", "vmap"]
@@ -112,7 +147,13 @@ def test_auto_picks_the_stacked_path_for_conv_nets_only():
 
 
 def test_the_store_key_names_the_path_unless_it_is_vmap():
-    assert specs.ConvSpec("small_cnn").config()["path"] == "stacked" == specs.ConvSpec("small_cnn").path
+    # The stacked path's stored name carries its version: runs stored as "stacked" came from
+    # grouped one-pixel convolutions and are not rebuilt as this path's.
+    spec = specs.ConvSpec("small_cnn")
+    assert spec.config()["path"] == "stacked-2" and spec.path == "stacked"
+    assert spec_from_config(spec.config()) == spec
+    with pytest.raises(CannotRebuild):
+        spec_from_config({**spec.config(), "path": "stacked"})
     assert "path" not in specs.ConvSpec("small_cnn", path="vmap").config()
     assert "path" not in specs.ConvSpec("pixel_mlp").config()
     assert specs.ConvSpec("vgg6", path="loop").config()["path"] == "loop"
