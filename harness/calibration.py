@@ -41,7 +41,7 @@ holds the truth (``../shared/STATISTICS.md``, "Checking intervals"):
   A replicate with too few influential points for both ends gives no interval and counts as a miss.
 - **partial correlation** (mem-gen-anticorrelated's second part): partial r of the share of
   points scoring >= 0.25 and test accuracy given mean memorization, over the same
-  configurations, the jackknife with the models' variance (t on n - 2 degrees of freedom).
+  configurations, the jackknife alone (t on n - 2 degrees of freedom).
   Truth: the same partial r over the truth configurations. The share counts points above a cut
   of noisy scores, so its expectation moves with the number of models; the truth's larger
   ensembles measure whether the interval still holds the figure a much larger ensemble gives.

@@ -264,7 +264,8 @@ def correlation_across_configurations(measured: list, seed: int = 0, n_boot: int
     ``(MemorizationScores, per-model test accuracies[, per-model training accuracies])`` from one
     ensemble: the jackknife over configurations plus the variance of atanh r when every
     configuration's models are resampled (``harness.stats.pearson_with_model_noise``). With
-    ``given`` (another of ``FIGURES``, from the same resampled models), the partial r."""
+    ``given`` (another of ``FIGURES``, from the same resampled models), the partial r, whose
+    interval is the jackknife's alone (the models' variance only splits it for power)."""
     for name in (x, given):
         if name is not None and name not in FIGURES:
             raise ValueError(f"{name!r} is not one of {FIGURES}")
@@ -411,10 +412,12 @@ class ApproximationStudy:
         return (self.subsampled.rescored(replicate.models["subsampled"])
                 - self.loo.rescored(replicate.models["loo"]))
 
-    def bootstrap(self, statistic, n_boot: int = 1000, seed: int = 0, components: bool = True) -> dict:
+    def bootstrap(self, statistic, n_boot: int = 1000, seed: int = 0, components: bool = True,
+                  reselects: bool = False) -> dict:
         return stats.crossed_bootstrap(statistic, {"loo": self.loo.model_groups,
                                                    "subsampled": self.subsampled.model_groups},
-                                       {"scored": self.points}, n_boot=n_boot, seed=seed, components=components)
+                                       {"scored": self.points}, n_boot=n_boot, seed=seed, components=components,
+                                       reselects=reselects)
 
 
 def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, store: Store,

@@ -348,6 +348,23 @@ def test_crossed_bootstrap_holds_both_the_models_and_the_points_noise():
     assert interval.n == 300 and interval.models == 40
 
 
+def test_a_statistic_that_reselects_keeps_the_unscaled_percentile_interval():
+    rng = np.random.default_rng(2)
+    scores = rng.normal(0, 1, (30, 200)) + rng.normal(0, 0.5, 200)[None, :]
+
+    def share_over_cut(replicate):
+        weights = replicate.models["m"]
+        mean_score = (weights[:, None] * scores).sum(0) / weights.sum()
+        return {"share": float(np.mean(mean_score[replicate.points["p"]] > 0.3))}
+
+    arguments = (share_over_cut, {"m": np.zeros(30)}, {"p": Points(np.arange(200))})
+    scaled = crossed_bootstrap(*arguments, n_boot=400)["share"]
+    unscaled = crossed_bootstrap(*arguments, n_boot=400, reselects=True)["share"]
+    assert "scaled" in scaled.method and "scaled" not in unscaled.method
+    assert unscaled.upper - unscaled.lower >= scaled.upper - scaled.lower
+    assert unscaled.var_interaction == pytest.approx(scaled.var_interaction)   # the power split is the same
+
+
 def test_all_counts_at_their_maximum_leave_nothing_to_resample():
     interval = _crossed_mean(np.ones((16, 10)), np.arange(10))
     assert interval.degenerate and interval.lower == interval.upper == interval.estimate == 1.0
@@ -467,6 +484,20 @@ def test_a_partial_correlation_given_the_common_cause_is_near_zero_and_matches_r
     residual = [v - np.polyval(np.polyfit(cause, v, 1), cause) for v in (x, y)]
     assert partial.estimate == pytest.approx(np.corrcoef(*residual)[0, 1])
     assert "28 degrees of freedom" in partial.method  # n - 2: one spent on the variable held fixed
+
+
+def test_a_partial_correlations_interval_holds_the_models_noise_once_and_splits_it_out_for_power():
+    rng = np.random.default_rng(4)
+    cause = rng.normal(size=12)
+    x, y = cause + 0.5 * rng.normal(size=12), -cause + 0.5 * rng.normal(size=12)
+    alone = pearson_with_model_noise(x, y, 0.0, models=40, given=cause)
+    with_models = pearson_with_model_noise(x, y, 0.01, models=40, given=cause)
+    assert (with_models.lower, with_models.upper) == (alone.lower, alone.upper)
+    assert with_models.var_both == pytest.approx(alone.var_both)
+    assert with_models.var_models == pytest.approx(0.01)
+    assert with_models.var_points == pytest.approx(alone.var_both - 0.01)
+    swamped = pearson_with_model_noise(x, y, 10.0, models=40, given=cause)
+    assert swamped.var_points == 0 and swamped.var_models == pytest.approx(alone.var_both)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -80,7 +80,7 @@ def fpr_difference(scores, real: np.ndarray, truth: np.ndarray, clusters: np.nda
         return {"difference": fpr["original"] - fpr["fractional"]}
 
     return stats.crossed_bootstrap(difference, {"subsampled": scores.model_groups},
-                                   {"real": stats.Points(clusters, truth)}, seed=seed)["difference"]
+                                   {"real": stats.Points(clusters, truth)}, seed=seed, reselects=True)["difference"]
 
 
 def decide(scores, real: np.ndarray, truth: np.ndarray, clusters: np.ndarray, seed: int = 0) -> Decision:

@@ -104,7 +104,7 @@ def enrichment_intervals(scores, atypical: np.ndarray, points: stats.Points, see
         return {"enrichment": high_share - atypical[drawn].mean(), "high share": high_share}
 
     return stats.crossed_bootstrap(figures, {"subsampled": scores.model_groups},
-                                   {"training": stratified_by(points, atypical)}, seed=seed)
+                                   {"training": stratified_by(points, atypical)}, seed=seed, reselects=True)
 
 
 def enrichment_interval(scores, atypical: np.ndarray, points: stats.Points, seed: int = 0):

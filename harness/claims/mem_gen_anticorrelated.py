@@ -18,9 +18,11 @@ accuracy? The claim is decided on two parts, both of which must hold (intersecti
     raw          = Pearson r(mean memorization, test accuracy)                          (the sentence)
     beyond mean  = partial r(share memorized, test accuracy | mean memorization)        (its content)
 
-each with a Fisher z interval over the configurations (the jackknife, a t quantile), widened by
-the models' own noise (``harness.experiments.correlation_across_configurations``: every
-ensemble's models resampled, every figure recomputed from the same models); each part holds when
+each with a Fisher z interval over the configurations (the jackknife, a t quantile); the raw r's
+is widened by the models' own noise (``harness.experiments.correlation_across_configurations``:
+every ensemble's models resampled, every figure recomputed from the same models), the partial
+r's holds that noise in its jackknife alone (``harness.stats``, the calibration behind each
+rule); each part holds when
 its upper bound is below 0 (the sign of the claim; IMN25 reports -0.997 over 19 configurations,
 its own text also prints "0.997"). FZ20's reading of the long tail predicts the opposite sign
 for the second part (memorizing rare points helps on their rare test points).
@@ -56,6 +58,7 @@ CONTROL = ("which accuracies belong to which configuration (test and training ac
            "configurations, each with its own models)")
 PARTS = (("mean memorization", None), ("share memorized", "mean memorization"))  # (x, held fixed)
 NOTE = "Fisher z: the jackknife over configurations plus the models' variance"
+PARTIAL_NOTE = "Fisher z: the jackknife over configurations, which holds the models' noise once"
 PAPER = {"figure": "Pearson -0.997 over 19 configurations (the text also prints 0.997)",
          "source": "IMN25 5 (VGG, ResNet, ViT on CIFAR-10/100 and Tiny ImageNet, with and without weight decay "
                    "and augmentation)"}
@@ -70,7 +73,7 @@ def correlation(measured: list, seed: int = 0, x: str = "mean memorization", giv
             else f"partial Pearson r({label}, test accuracy | {given})")
     models = max(len(item[1]) for item in measured)
     return Statistic.from_interval(name + suffix, correlation_across_configurations(measured, seed, x=x, given=given),
-                                   unit="configurations", note=NOTE,
+                                   unit="configurations", note=NOTE if given is None else PARTIAL_NOTE,
                                    models_per_arm={"models per configuration": models})
 
 
