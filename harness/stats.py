@@ -96,7 +96,7 @@ error-is-subpopulation's ends, fractional-definition's operating point; ``resele
 not additive in point and model effects, so the one-way runs do not split its variance that
 way, and its interval is the crossed replicates' percentile interval unscaled (the enrichment
 scaled covered 0.925 in the quick calibration design, its estimate spreading 1.2 times as far
-over replicates as the interval implied; unscaled 0.955). The components used for power are the point
+over replicates as the interval implied; unscaled 0.960). The components used for power are the point
 effects ``V_points = V_points only - E`` (E = V_both - V_points only - V_models only) and
 ``V_models = V - V_points`` (model effects and interaction, both of which shrink with models).
 
