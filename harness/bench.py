@@ -50,7 +50,10 @@ be shared: the load average before and after is printed with the figures.
   median of paired rounds (``_rounds``), like the MLP's ratios. At the CPU's image sizes
   VGG-6's last convolution sees one-pixel maps and so takes the stacked path's matrix-product
   form (``harness.stacked``); at 32x32 it sees 2x2 maps and stays grouped, so VGG-6's CPU
-  ratio does not carry over to CIFAR-10's size;
+  ratio does not carry over to CIFAR-10's size. The stacked path with its step compiled
+  (``torch.compile`` with inductor, ``harness.zoo``) is timed at K = 8 on CUDA, with its first
+  pass's seconds (compilation included), its recompiles and ``conv_<model>_compiled_over_stacked``;
+  on a CPU only with ``--compile`` (inductor's C++ code generation takes over a minute here);
 - ``peak_memory_mb``: the process's peak resident memory on CPU, peak allocated memory on CUDA.
 
 Threads: torch's default (one per core) unless ``--threads``; the plain loop runs on all of
@@ -345,7 +348,7 @@ def conv_dataset(image_size: int, n_train: int, seed: int = 0) -> Dataset:
 
 
 def _conv_fit(model: str, path: str, dataset: Dataset, k: int, recipe, device: torch.device,
-              sync_debug_mode: str | None = None):
+              sync_debug_mode: str | None = None, compile_backend: str | None = None):
     """One pass of ``k`` models, each on a random 70 % of the images, trained (not evaluated):
     what ``train_ensemble`` runs per chunk, without the store's writes."""
     from harness import zoo
@@ -353,12 +356,60 @@ def _conv_fit(model: str, path: str, dataset: Dataset, k: int, recipe, device: t
     plan = subsampled_plan(dataset.n_train, k, SAMPLING_RATE, seed=3)
     masks, seeds = zoo._check_inputs(dataset, plan.masks, plan.seeds(0))
     return zoo._fit(model, dataset, masks, seeds, recipe, device, DeviceAugment(flip=True, translate=2),
-                    progress=False, path=path, sync_debug_mode=sync_debug_mode)
+                    progress=False, path=path, sync_debug_mode=sync_debug_mode, compile_backend=compile_backend)
+
+
+# Why a CPU does not time the compiled stacked path unless asked (bench --compile).
+COMPILE_SKIPPED_ON_CPU = ("not compiled on a CPU unless asked (python -m harness.bench --compile): inductor's C++ "
+                          "code generation took 83 s for the stacked small_cnn's forward and backward on this "
+                          "project's 2-core CPU")
+
+
+def conv_compile_backend(device: torch.device, compile_backend: str | None = "auto") -> str | None:
+    """The backend :func:`conv_figures` compiles the stacked path with: ``"auto"`` is inductor on
+    CUDA and nothing on a CPU (:data:`COMPILE_SKIPPED_ON_CPU`); None compiles nothing."""
+    if compile_backend == "auto":
+        from harness.specs import COMPILE_BACKEND
+
+        return COMPILE_BACKEND if device.type == "cuda" else None
+    return compile_backend
+
+
+def compiled_conv_figures(model: str, dataset: Dataset, k: int, recipe, device: torch.device, backend: str,
+                          repeats: int, paired_rounds: int, steps: int) -> dict:
+    """The compiled stacked path of ``model`` at K = ``k`` (:func:`conv_figures`'s docstring)."""
+    name = f"conv_{model}_stacked_compiled"
+    passes = []
+
+    def compiled_pass():
+        passes.append(_conv_fit(model, "stacked", dataset, k, recipe, device, compile_backend=backend))
+
+    # The first pass compiles (unless an earlier one in this process did): untimed, but reported.
+    first_pass_seconds, _ = _timed(compiled_pass, device, 1)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds, _ = _timed(compiled_pass, device, repeats)
+    figures = {f"{name}_k{k}_models_per_second": k / seconds}
+    if device.type == "cuda":
+        figures[f"{name}_k{k}_peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        figures[f"{name}_k{k}_paper_models_per_hour"] = paper_models_per_hour(k, seconds / steps)
+    _, (compiled_seconds, eager_seconds), _ = _paired_rounds(
+        device, (256,), paired_rounds, compiled_pass,
+        lambda: _conv_fit(model, "stacked", dataset, k, recipe, device))
+    ratios = eager_seconds / compiled_seconds
+    first, later = passes[0], passes[1:]
+    return figures | {
+        f"{name}_backend": backend, f"{name}_k": k, f"{name}_models_per_second": k / seconds,
+        f"{name}_first_pass_seconds": first_pass_seconds,
+        f"{name}_first_pass_graphs_compiled": first.graphs_compiled,
+        f"{name}_recompiles": first.recompiles + sum(p.graphs_compiled for p in later),
+        f"conv_{model}_compiled_over_stacked": float(np.median(ratios)),
+        f"conv_{model}_compiled_over_stacked_rounds": ratios.round(2).tolist()}
 
 
 def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, quick: bool = False,
                  repeats: int | None = None, paths: tuple[str, ...] = CONV_PATHS,
-                 models: tuple[str, ...] = CONV_MODELS) -> dict:
+                 models: tuple[str, ...] = CONV_MODELS, compile_backend: str | None = "auto") -> dict:
     """Training throughput of the conv ensemble paths (module docstring), one dict of figures.
 
     Per model, path and K: ``conv_<model>_<path>_k<K>_models_per_second`` and, on CUDA,
@@ -367,6 +418,15 @@ def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, 
     _models_per_second`` is the figure at K = 8, and ``conv_<model>_stacked_over_vmap`` the
     median over paired rounds (stacked then vmap back to back, ``_rounds`` each round's ratio)
     of stacked over vmap models per second at K = 8.
+
+    The stacked path compiled (``compile_backend``, :func:`conv_compile_backend`: by default on
+    CUDA only, else ``conv_stacked_compiled_skipped`` says why), at K = 8 (the largest K when
+    8 is not timed), as ``conv_<model>_stacked_compiled_...``: ``models_per_second`` (and per K,
+    with CUDA's memory and paper rate as above), ``first_pass_seconds`` (an untimed first pass,
+    compiling unless an earlier pass in the process did) and ``first_pass_graphs_compiled``,
+    ``recompiles`` (graphs compiled after that first pass's first step, in it and in every later
+    compiled pass: 0 when the graphs are reused), and ``conv_<model>_compiled_over_stacked``,
+    compiled over eager stacked models per second in paired rounds.
     """
     from harness import zoo
 
@@ -379,6 +439,11 @@ def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, 
     steps = math.ceil(max(subsampled_plan(n_train, max(ks), SAMPLING_RATE, seed=3).masks.sum(1)) / batch)
     figures = {"conv_image_size": size, "conv_train_points": n_train, "conv_batch": batch,
                "conv_steps": steps, "conv_ks": list(ks)}
+    backend = conv_compile_backend(device, compile_backend)
+    if backend is None:
+        figures["conv_stacked_compiled_skipped"] = (COMPILE_SKIPPED_ON_CPU if compile_backend == "auto"
+                                                    else "compile_backend=None")
+    paired_rounds = repeats if quick else max(repeats, 3)
     for model in models:
         for path in paths:
             # Untimed: the first pass of a path pays one-off costs (vmap's tracing, kernel choices).
@@ -398,12 +463,15 @@ def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, 
         if {"stacked", "vmap"} <= set(paths) and CONV_PAIRED_K in ks:
             # Paired rounds: on a shared machine speed drifts; a ratio within a round does not.
             _, (stacked, vmapped), _ = _paired_rounds(
-                device, (256,), repeats if quick else max(repeats, 3),
+                device, (256,), paired_rounds,
                 lambda: _conv_fit(model, "stacked", dataset, CONV_PAIRED_K, recipe, device),
                 lambda: _conv_fit(model, "vmap", dataset, CONV_PAIRED_K, recipe, device))
             ratios = vmapped / stacked
             figures[f"conv_{model}_stacked_over_vmap"] = float(np.median(ratios))
             figures[f"conv_{model}_stacked_over_vmap_rounds"] = ratios.round(2).tolist()
+        if backend is not None:
+            k = CONV_PAIRED_K if CONV_PAIRED_K in ks else max(ks)
+            figures |= compiled_conv_figures(model, dataset, k, recipe, device, backend, repeats, paired_rounds, steps)
     return figures
 
 
@@ -411,12 +479,24 @@ def conv_figures(device: str | torch.device, ks: tuple[int, ...] | None = None, 
 
 
 def conv_paths_section(check) -> dict:
-    """:func:`conv_figures` at the device's sizes (the dry run: small_cnn, stacked and vmap only)."""
+    """:func:`conv_figures` at the device's sizes, uncompiled (the dry run: small_cnn, stacked and
+    vmap only)."""
     if check.dry_run:
         return conv_figures(check.device, ks=(CONV_PAIRED_K,), quick=True, repeats=1, paths=("stacked", "vmap"),
-                            models=("small_cnn",))
+                            models=("small_cnn",), compile_backend=None)
     # Best of 2: the first pass at each K also pays cuDNN's autotuning for its shapes.
-    return conv_figures(check.device, repeats=2 if check.device.type == "cuda" else 1)
+    return conv_figures(check.device, repeats=2 if check.device.type == "cuda" else 1, compile_backend=None)
+
+
+def conv_compiled_section(check) -> dict:
+    """The stacked path compiled (:func:`compiled_conv_figures` of each model at K = 8, the device's
+    sizes): inductor on CUDA, a section of its own so that a failed compilation loses no other
+    figure. The dry run compiles small_cnn with aot_eager (no generated code): the plumbing, in seconds."""
+    if check.dry_run:
+        return conv_figures(check.device, ks=(CONV_PAIRED_K,), quick=True, repeats=1, paths=(),
+                            models=("small_cnn",), compile_backend="aot_eager")
+    return conv_figures(check.device, ks=(CONV_PAIRED_K,), repeats=2 if check.device.type == "cuda" else 1,
+                        paths=(), compile_backend="auto")
 
 
 def _sync_workload(check):
@@ -505,7 +585,8 @@ def _cpu_name() -> str:
         return "cpu"
 
 
-def run(device: str, quick: bool, repeats: int, loop_models: int | None = None, conv: bool = True) -> dict:
+def run(device: str, quick: bool, repeats: int, loop_models: int | None = None, conv: bool = True,
+        compile_backend: str | None = "auto") -> dict:
     models, loop_models = mlp_sizes(quick, loop_models)
     device = torch.device(device)
     load_before = os.getloadavg()[0]
@@ -524,7 +605,7 @@ def run(device: str, quick: bool, repeats: int, loop_models: int | None = None, 
                              repeats=repeats, peak=peak)
     figures |= size_figures(device, quick, repeats, (1024,) if quick else (2048,))
     if conv:
-        figures |= conv_figures(device, quick=quick, repeats=repeats)
+        figures |= conv_figures(device, quick=quick, repeats=repeats, compile_backend=compile_backend)
     figures["peak_memory_mb"] = peak_memory_mb(device)
     figures["load_average_after"] = os.getloadavg()[0]
     return figures
@@ -554,6 +635,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop-models", type=int, help="models the plain loop is timed on (default 20, --quick 2)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     parser.add_argument("--no-conv", action="store_true", help="leave out the conv ensemble figures")
+    parser.add_argument("--compile", action="store_true",
+                        help="time the compiled stacked conv path on a CPU too (inductor: over a minute of C++ code "
+                             "generation here); on CUDA it is timed anyway")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -566,7 +650,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     figures = run(args.device, args.quick, args.repeats or (1 if args.quick else 5), args.loop_models,
-                  conv=not args.no_conv)
+                  conv=not args.no_conv, compile_backend="inductor" if args.compile else "auto")
     print(json.dumps(figures) if args.json else _table(figures))
 
 

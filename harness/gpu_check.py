@@ -23,6 +23,10 @@ a section is one line in :data:`SECTIONS`. Every timing reuses ``harness.bench``
   32x32 images (8x8 in the dry run): models/s, image-epochs/s (what a full recipe's time scales with), utilisation
   against the bfloat16 peak (FLOPs of one model's training step counted by torch's
   ``FlopCounterMode``), peak memory, and the ratio to the per-model loop path;
+- ``conv_paths`` and ``conv_compiled``: ``harness.bench.conv_figures``: each conv path's models/s
+  per K; then the stacked path with its step compiled by inductor at K = 8 (models/s, the first
+  pass's seconds with compilation, recompiles, compiled over eager; the dry run compiles with
+  aot_eager, which generates no code);
 - ``approximation``: the approximation study (``harness.experiments.approximation_error``:
   exact LOO against the subsampled estimator at r = 0.7) on the paper profile's synthetic data
   with the paper's ridge and MLP specs and reduced model counts, projected to the paper's
@@ -333,6 +337,7 @@ SECTIONS: list[tuple[str, Callable[[Check], dict]]] = [
     ("small_cnn", conv_ensemble("small_cnn")),
     ("vgg6", conv_ensemble("vgg6")),
     ("conv_paths", bench.conv_paths_section),          # stacked, vmap, loop per K (harness.bench)
+    ("conv_compiled", bench.conv_compiled_section),    # the stacked path's step compiled by inductor
     ("host_syncs", bench.host_syncs_section),          # per training step, under set_sync_debug_mode
     ("kernel_profile", bench.kernel_profile_section),  # the top kernels of a stacked vgg6 pass
     ("approximation", approximation),

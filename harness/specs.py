@@ -119,6 +119,10 @@ STACKED_MODELS = ("small_cnn", *VGG_PRESET_WIDTHS)
 # "stacked-2": the stacked path with convolutions of one-pixel images computed as matrix products
 # on a CPU (harness.stacked).
 STORED_PATH_NAMES = {"stacked": "stacked-2"}
+# The torch.compile backend of ConvSpec(compiled=True), on every device: the one that generates
+# fused kernels (Triton on CUDA, C++ on a CPU). Tests pass "eager" or "aot_eager" to
+# harness.zoo.train_conv_ensemble instead, which trace the same graphs without generating code.
+COMPILE_BACKEND = "inductor"
 
 
 def resolve_path(model: str | Callable, path: str = "auto") -> str:
@@ -146,8 +150,10 @@ class ConvSpec:
     ``flip`` and ``translate`` configure :class:`harness.images.DeviceAugment` (no
     augmentation when both are off); ``path`` is how a pass trains its models (:data:`PATHS`),
     named resolved in :meth:`config` unless it is vmap, by its stored name (:data:`STORED_PATH_NAMES`).
-    The recipe's values are part of :meth:`config`, so changing a recipe changes the store key of
-    every run that used it.
+    ``compiled`` runs the stacked path's training step through ``torch.compile`` (inductor;
+    ``harness.zoo``'s docstring); :meth:`config` names it only when on, since compiled kernels
+    round differently and their runs are stored apart. The recipe's values are part of
+    :meth:`config`, so changing a recipe changes the store key of every run that used it.
     """
 
     family: ClassVar[str] = "cnn"
@@ -157,6 +163,7 @@ class ConvSpec:
     translate: int = 0
     models_per_pass: int = 8
     path: str = "auto"
+    compiled: bool = False
 
     def __post_init__(self):
         if self.model not in MODEL_NAMES:
@@ -167,6 +174,9 @@ class ConvSpec:
             raise ValueError(f"translate must be >= 0 pixels and models_per_pass >= 1: {self}")
         # Resolved here: a spec rebuilt from its config (harness.worker) equals this one.
         object.__setattr__(self, "path", resolve_path(self.model, self.path))
+        if self.compiled and self.path != "stacked":
+            raise ValueError(f"compiled=True compiles the stacked path's training step; {self.model} trains on "
+                             f"the {self.path} path")
 
     @property
     def augment(self) -> DeviceAugment | None:
@@ -175,10 +185,12 @@ class ConvSpec:
     def config(self) -> dict:
         # The path resolved, since "auto" may change its mind; named only when it is not vmap,
         # the path every run stored before the others existed was trained on (same keys, same bytes).
+        # Compiled runs are keyed apart; uncompiled ones keep the keys stored before the switch existed.
         fields = asdict(self)
         path = fields.pop("path")
         stored_path = {"path": STORED_PATH_NAMES.get(path, path)} if path != "vmap" else {}
-        return {"family": self.family, **fields, **stored_path,
+        compiled = {"compiled": True} if fields.pop("compiled") else {}
+        return {"family": self.family, **fields, **stored_path, **compiled,
                 "recipe_values": asdict(RECIPES[self.recipe])}
 
     def schema(self, dataset: Dataset) -> dict:
@@ -189,4 +201,5 @@ class ConvSpec:
         from harness.zoo import train_conv_ensemble
 
         return train_conv_ensemble(self.model, dataset, masks, seeds, RECIPES[self.recipe], device,
-                                   augment=self.augment, progress=False, path=self.path)
+                                   augment=self.augment, progress=False, path=self.path,
+                                   compile_backend=COMPILE_BACKEND if self.compiled else None)

@@ -51,10 +51,29 @@ tensors checked on the host before training (:class:`harness.images.Normalizatio
 translations are one gather of the uint8 pixels before normalising
 (:func:`harness.images.gather_images`), batch orders are copied from pinned memory without
 waiting, and each epoch's losses reach the host asynchronously and are checked for divergence
-an epoch later: nothing in a training step waits for the device. The step is not compiled:
-``torch.compile`` of the stacked small_cnn's forward and backward took 83 s before its first
-step on this project's 2-core CPU (inductor's C++ code generation), longer than a smoke run
-trains; it is left to be measured where a GPU is.
+an epoch later: nothing in a training step waits for the device.
+
+Compiling the step is opt-in (``compile_backend``; ``ConvSpec(compiled=True)`` asks for
+inductor): on the stacked path the forward pass and the loss (:func:`stacked_losses`) run
+through ``torch.compile``, and so the backward pass runs the compiled graph's backward. The
+optimizer's update and the scheduler stay eager, so the learning rate never enters a graph
+and a schedule cannot recompile it. The update is not compiled because neither way is clean:
+``optimizer.step`` compiled recompiles for every new optimizer (one a pass) and, past dynamo's
+recompile limit (8), runs eagerly again; a functional SGD update compiles once for all passes but
+bypasses the recipe's optimizer, which its scheduler warns about and a recipe of one's own would
+not follow. Graphs are specialised to a pass's shapes (``dynamic=False``) and reused by later
+passes of the same shapes in the process; past the recompile limit of distinct shapes a step runs
+eagerly (dynamo warns). A pass counts the graphs compiled while it trained (``graphs_compiled``;
+0 when an earlier pass compiled them, or when the limit left it eager) and those compiled after
+its first step (``recompiles``: 0 unless something in the step changes between steps).
+Evaluation stays eager. On a CPU the compiled step
+(``aot_eager``: the same graphs, no generated code) trains the eager step's models to rounding
+(``tests/test_compiled.py``). The default step is not compiled: ``torch.compile`` of the
+stacked small_cnn's forward and backward took 83 s before its first step on this project's
+2-core CPU (inductor's C++ code generation), longer than a smoke run trains. What compiling
+costs and gains where a GPU is (compile time, models/s) is still to be measured:
+``harness.bench.conv_figures`` times it on CUDA, in the GPU check's ``conv_compiled`` section.
+
 Learning rate, triangular (step ``s`` of ``T``, peak
 ``w = max(1, peak_at * T)``; :func:`harness.train.triangular_lr` counting steps from 1):
 
@@ -255,7 +274,8 @@ def _check_inputs(dataset: Dataset, masks: np.ndarray, seeds,
 def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds,
                         recipe: Recipe, device: str | torch.device = "cpu",
                         augment: DeviceAugment | None = None,
-                        progress: bool = True, path: str = "auto") -> dict[str, np.ndarray]:
+                        progress: bool = True, path: str = "auto",
+                        compile_backend: str | None = None) -> dict[str, np.ndarray]:
     """Train K models, model k on the training points in ``masks[k]`` from ``seeds[k]``, with
     ``recipe``'s optimizer (``recipe.build``: a :class:`Recipe`, or a recipe of one's own from
     ``harness.model_family``); a builder of one's own may take float features ``(n, d)``.
@@ -266,12 +286,14 @@ def train_conv_ensemble(model: str | ModelBuilder, dataset: Dataset, masks: np.n
     the per-channel statistics of the whole training split (the same constants for every model).
     ``path`` (``harness.specs.PATHS``) says how the K models train side by side; every path
     trains the same models (same seeds, batches, augmentations and recipe), equal up to
-    floating-point rounding. On CUDA the forward pass runs in bfloat16 autocast with
-    channels-last inputs; evaluation always runs in float32.
+    floating-point rounding. ``compile_backend`` (a ``torch.compile`` backend, stacked path only)
+    compiles the training step (module docstring). On CUDA the forward pass runs in bfloat16
+    autocast with channels-last inputs; evaluation always runs in float32.
     Raises ``TrainingDiverged`` on a NaN or infinite loss.
     """
     masks, seeds = _check_inputs(dataset, masks, seeds, model)
-    fitted = _fit(model, dataset, masks, seeds, recipe, torch.device(device), augment, progress, path)
+    fitted = _fit(model, dataset, masks, seeds, recipe, torch.device(device), augment, progress, path,
+                  compile_backend=compile_backend)
     return _evaluate(fitted, dataset)
 
 
@@ -473,13 +495,18 @@ class _Fitted:
 
 def _fit(model: str | ModelBuilder, dataset: Dataset, masks: np.ndarray, seeds: list[int], recipe: Recipe,
          device: torch.device, augment: DeviceAugment | None, progress: bool, path: str = "auto",
-         sync_debug_mode: str | None = None) -> _Fitted:
+         sync_debug_mode: str | None = None, compile_backend: str | None = None) -> _Fitted:
     """The training loop of :func:`train_conv_ensemble` on ``path`` (module docstring);
-    ``sync_debug_mode`` (``"warn"``, ``"error"``) watches its epochs for host syncs (CUDA)."""
+    ``sync_debug_mode`` (``"warn"``, ``"error"``) watches its epochs for host syncs (CUDA);
+    ``compile_backend`` compiles the stacked path's step with that ``torch.compile`` backend."""
     path = resolve_path(model, path)
+    if compile_backend is not None and path != "stacked":
+        raise ValueError(f"compile_backend compiles the stacked path's training step, not the {path} path's")
     setup = _Setup(model, dataset, masks, seeds, recipe, device, augment, sync_debug_mode)
-    label = f"{model_label(model)} x{len(seeds)} ({path})"
-    return {"vmap": _VmapFitted, "stacked": _StackedFitted, "loop": _LoopFitted}[path](setup, progress, label)
+    label = f"{model_label(model)} x{len(seeds)} ({path}{', compiled' if compile_backend else ''})"
+    if path == "stacked":
+        return _StackedFitted(setup, progress, label, compile_backend)
+    return {"vmap": _VmapFitted, "loop": _LoopFitted}[path](setup, progress, label)
 
 
 class _LoopFitted(_Fitted):
@@ -568,12 +595,54 @@ class _VmapFitted(_Fitted):
         return [{name: value[k].detach() for name, value in stacked.items()} for k in range(len(self.setup.models))]
 
 
-class _StackedFitted(_Fitted):
-    """The K models as one network stacked along the channels (:mod:`harness.stacked`)."""
+def stacked_losses(net: StackedConvNet, x: torch.Tensor, y: torch.Tensor, on_cuda: bool) -> torch.Tensor:
+    """Each model's mean loss ``(K,)`` on its batch: images ``(B, K C, H, W)``, labels ``(K, B)``;
+    the stacked path's forward pass and loss, compiled or not."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+        logits = net(x)
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
 
-    def __init__(self, setup: _Setup, progress: bool, label: str):
+
+class _GraphCount(threading.local):
+    """Graphs the counting backends compiled in this thread: a pass compiles in its own thread,
+    so passes training side by side count only their own."""
+
+    graphs = 0
+
+
+_GRAPHS_COMPILED = _GraphCount()
+_COMPILED_LOSSES: dict[str, Callable] = {}
+_COMPILED_LOSSES_LOCK = threading.Lock()
+
+
+def compiled_stacked_losses(backend: str) -> Callable:
+    """:func:`stacked_losses` through ``torch.compile`` with ``backend``, one per backend for the
+    process: every pass of the same shapes reuses its graphs (a new backend object would fail
+    dynamo's backend guard and compile again)."""
+    with _COMPILED_LOSSES_LOCK:
+        if backend not in _COMPILED_LOSSES:
+            compile_graph = torch._dynamo.lookup_backend(backend)
+
+            def counted(graph, example_inputs):
+                _GRAPHS_COMPILED.graphs += 1
+                return compile_graph(graph, example_inputs)
+
+            _COMPILED_LOSSES[backend] = torch.compile(stacked_losses, backend=counted, dynamic=False)
+        return _COMPILED_LOSSES[backend]
+
+
+class _StackedFitted(_Fitted):
+    """The K models as one network stacked along the channels (:mod:`harness.stacked`).
+
+    With ``compile_backend`` the step's forward pass and loss are compiled; ``graphs_compiled``
+    and ``recompiles`` count the graphs compiled while training and after the first step
+    (module docstring), both None when not compiled."""
+
+    def __init__(self, setup: _Setup, progress: bool, label: str, compile_backend: str | None = None):
         self.setup = setup
         n_models, steps, batch = len(setup.models), setup.steps_per_epoch, setup.batch
+        losses_of = stacked_losses if compile_backend is None else compiled_stacked_losses(compile_backend)
+        graphs_before = graphs_after_first_step = _GRAPHS_COMPILED.graphs
         self.template = setup.models[0]
         net = StackedConvNet(setup.models).to(setup.device)
         if setup.on_cuda:
@@ -593,14 +662,16 @@ class _StackedFitted(_Fitted):
                                  None if shifts is None else shifts[:, in_batch].transpose(0, 1))
                 # (B, H, W, K, C) -> (B, K C, H, W) in channels_last: a view, no copy.
                 x = x.flatten(3).permute(0, 3, 1, 2)
-                with setup.autocast:
-                    logits = net(x)
-                losses = F.cross_entropy(logits.float().flatten(0, 1), setup.y_train[indices].flatten(),
-                                         reduction="none").view(n_models, batch).mean(1)
+                losses = losses_of(net, x, setup.y_train[indices], setup.on_cuda)
                 stepper.step(losses.sum())
                 epoch_loss += losses.detach()
+                if epoch == step == 0:
+                    graphs_after_first_step = _GRAPHS_COMPILED.graphs
             watch.add(epoch, epoch_loss / steps)
         self.net, self.final_loss = net.eval(), watch.last()
+        compiled = compile_backend is not None
+        self.graphs_compiled = _GRAPHS_COMPILED.graphs - graphs_before if compiled else None
+        self.recompiles = _GRAPHS_COMPILED.graphs - graphs_after_first_step if compiled else None
 
     def logits(self, x_stored):
         # Every model sees the same images: tile them along the channels.

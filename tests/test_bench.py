@@ -55,6 +55,25 @@ def test_a_quick_run_prints_every_figure_as_json(capsys):
         assert figures[f"conv_{model}_stacked_over_vmap"] > 0
         assert len(figures[f"conv_{model}_stacked_over_vmap_rounds"]) == 1
     assert "conv_vgg6_stacked_k4_peak_memory_mb" not in figures  # CUDA only
+    # A CPU compiles only when asked (--compile): inductor's C++ code generation takes minutes.
+    assert figures["conv_stacked_compiled_skipped"] == bench.COMPILE_SKIPPED_ON_CPU
+    assert not any(name.startswith("conv_small_cnn_stacked_compiled") for name in figures)
+
+
+def test_the_compiled_stacked_path_is_timed_without_recompiles():
+    # aot_eager generates no code: the plumbing in seconds; inductor's figures come from CUDA.
+    figures = bench.conv_figures("cpu", ks=(4,), quick=True, repeats=1, paths=("stacked",), models=("small_cnn",),
+                                 compile_backend="aot_eager")
+    assert "conv_stacked_compiled_skipped" not in figures
+    assert figures["conv_small_cnn_stacked_compiled_backend"] == "aot_eager"
+    assert figures["conv_small_cnn_stacked_compiled_k"] == 4   # K = 8 is not timed here: the largest K
+    assert figures["conv_small_cnn_stacked_compiled_k4_models_per_second"] > 0
+    assert figures["conv_small_cnn_stacked_compiled_first_pass_seconds"] > 0
+    assert figures["conv_small_cnn_stacked_compiled_first_pass_graphs_compiled"] in (0, 1)  # 0: compiled before
+    assert figures["conv_small_cnn_stacked_compiled_recompiles"] == 0
+    assert figures["conv_small_cnn_compiled_over_stacked"] > 0
+    assert bench.conv_compile_backend(torch.device("cpu")) is None
+    assert bench.conv_compile_backend(torch.device("cuda")) == "inductor"
 
 
 def test_conv_figures_estimate_paper_models_per_hour_from_the_step_time():

@@ -74,6 +74,10 @@ def test_the_dry_run_runs_every_section_and_prints_one_json_object(tmp_path_fact
     assert sections["mlp"]["mlp_ensemble_models_per_second"] > 0 and sections["mlp"]["mlp_ensemble_speedup"] > 0
     for model in ("small_cnn", "vgg6"):
         assert sections[model]["models_per_second"] > 0 and sections[model]["utilisation"] > 0
+    compiled = sections["conv_compiled"]   # aot_eager in the dry run: no generated code
+    assert compiled["conv_small_cnn_stacked_compiled_models_per_second"] > 0
+    assert compiled["conv_small_cnn_stacked_compiled_first_pass_graphs_compiled"] == 1
+    assert compiled["conv_small_cnn_stacked_compiled_recompiles"] == 0
     for family in ("ridge", "mlp"):
         assert sections["approximation"][family]["projected_paper_seconds"] > sections["approximation"][family]["seconds"]
     ray_figures = sections["ray_fractional_gpus"]
