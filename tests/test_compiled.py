@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from conv_data import nested_masks, random_images
 from harness import specs, zoo
 from harness.data import Dataset
 from harness.images import DeviceAugment
 from harness.worker import spec_from_config
 
-N_TRAIN, MODELS = 40, 3
+N_TRAIN = 40
 # Batches of 8 from masks of up to 40 points: 5 steps an epoch, so 2 epochs are one triangular
 # schedule of 10 steps, a different learning rate at each. VGG-6 on random labels turns
 # rounding into visible differences at larger rates (tests/test_stacked.py): 0.002 keeps it small.
@@ -26,22 +27,12 @@ STEPS = 10
 
 @pytest.fixture(scope="module")
 def images() -> Dataset:
-    generator = torch.Generator().manual_seed(1)
-    return Dataset(
-        name="random", num_classes=10,
-        x_train=torch.randint(0, 256, (N_TRAIN, 3, 12, 12), dtype=torch.uint8, generator=generator),
-        y_train=torch.randint(0, 10, (N_TRAIN,), generator=generator),
-        x_test=torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8, generator=generator),
-        y_test=torch.randint(0, 10, (16,), generator=generator))
+    return random_images(N_TRAIN, seed=1)
 
 
 @pytest.fixture(scope="module")
 def masks() -> np.ndarray:
-    order = np.random.default_rng(1).permutation(N_TRAIN)
-    masks = np.zeros((MODELS, N_TRAIN), dtype=bool)
-    for row, size in zip(masks, (12, 24, 40)):
-        row[order[:size]] = True
-    return masks
+    return nested_masks(N_TRAIN, (12, 24, 40), seed=1)
 
 
 def fit(model, images, masks, compile_backend, seeds=(3, 4, 5)):

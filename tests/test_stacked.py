@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conv_data import nested_masks, random_images
 from harness import specs, zoo
 from harness.data import Dataset
 from harness.images import DeviceAugment
@@ -26,22 +27,12 @@ RECIPES = {"small_cnn": specs.Recipe("stacked-test", epochs=4, batch_size=8, pea
 
 @pytest.fixture(scope="module")
 def images() -> Dataset:
-    generator = torch.Generator().manual_seed(0)
-    return Dataset(
-        name="random", num_classes=10,
-        x_train=torch.randint(0, 256, (N_TRAIN, 3, 12, 12), dtype=torch.uint8, generator=generator),
-        y_train=torch.randint(0, 10, (N_TRAIN,), generator=generator),
-        x_test=torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8, generator=generator),
-        y_test=torch.randint(0, 10, (16,), generator=generator))
+    return random_images(N_TRAIN, seed=0)
 
 
 @pytest.fixture(scope="module")
 def masks() -> np.ndarray:
-    order = np.random.default_rng(0).permutation(N_TRAIN)
-    masks = np.zeros((len(MASK_SIZES), N_TRAIN), dtype=bool)
-    for row, size in zip(masks, MASK_SIZES):
-        row[order[:size]] = True
-    return masks
+    return nested_masks(N_TRAIN, MASK_SIZES, seed=0)
 
 
 @pytest.fixture(scope="module", params=["small_cnn", "vgg6"])
