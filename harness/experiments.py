@@ -49,6 +49,7 @@ from harness import profiles as profiles_module
 from harness.data import UNKNOWN_GROUP, Dataset, digits, infer_subpopulations, synthetic, with_planted_label_noise
 from harness.ensemble import Ensemble, torch_threads, train_ensemble
 from harness.estimators import MemorizationScores
+from harness.grouped import grouped_plan, grouped_scores
 from harness.images import DatasetNotFound
 from harness.masks import full_plan, loo_plan, subsampled_plan
 from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, SIZE_BINS, Profile, size_bin
@@ -326,13 +327,15 @@ def subsampled_scores(dataset: Dataset, spec, rate: float, models: int, store: S
 
 
 def selection_scores(dataset: Dataset, spec, profile: Profile, store: Store, device: str = "cpu",
-                     seed: int = 0, rate: float | None = FZ20_RATE, targets=None) -> tuple[np.ndarray, int]:
+                     seed: int = 0, rate: float | None = FZ20_RATE, targets=None,
+                     grouped: bool = False) -> tuple[np.ndarray, int]:
     """A memorization score per training point (NaN where not scored) and the models behind it.
 
     ``rate`` given: FZ20's subsampled estimator at that sampling rate (FZ20: 0.7) with
     ``profile.subsampled_models`` models, every point. ``rate=None``: exact leave-one-out; the
     ridge family scores every point in closed form, the MLP only ``targets`` (a LOO plan of
-    ``profile.loo_models_per_target`` models per target). With ``targets``, points outside them
+    ``profile.loo_models_per_target`` models per target or, with ``grouped``, as many per
+    compatible group of them: :mod:`harness.grouped`). With ``targets``, points outside them
     get NaN and are never selected.
     """
     scores = np.full(dataset.n_train, np.nan)
@@ -348,9 +351,14 @@ def selection_scores(dataset: Dataset, spec, profile: Profile, store: Store, dev
         if targets is None:
             raise ValueError(f"exact LOO of every point needs the ridge family's closed form; for the "
                              f"{spec.family} family pass the targets to score")
-        plan = loo_plan(dataset.n_train, targets, profile.loo_models_per_target)
-        ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
-        found = estimators.exact_loo(ensemble.masks, ensemble.arrays["train_margin"], plan.left_out)
+        if grouped:
+            groups = grouped_plan(dataset, targets, profile.loo_models_per_target)
+            ensemble = train_ensemble(dataset, spec, groups.plan, store, seed, device)
+            found = grouped_scores(groups, ensemble.arrays["train_margin"])
+        else:
+            plan = loo_plan(dataset.n_train, targets, profile.loo_models_per_target)
+            ensemble = train_ensemble(dataset, spec, plan, store, seed, device)
+            found = estimators.exact_loo(ensemble.masks, ensemble.arrays["train_margin"], plan.left_out)
     scores[found.points] = found.score
     if targets is not None:
         outside = np.ones(dataset.n_train, dtype=bool)
@@ -359,9 +367,11 @@ def selection_scores(dataset: Dataset, spec, profile: Profile, store: Store, dev
     return scores, ensemble.n_models
 
 
-def describe_scores(rate: float | None, models: int) -> str:
+def describe_scores(rate: float | None, models: int, grouped: bool = False) -> str:
     """How the selection scores were computed, for a report's notes."""
-    method = f"FZ20's subsampled estimator at r={rate}" if rate is not None else "exact leave-one-out"
+    method = (f"FZ20's subsampled estimator at r={rate}" if rate is not None
+              else "grouped leave-out (checked against exact LOO by grouped-leave-out)" if grouped
+              else "exact leave-one-out")
     return f"scores: {method} ({models} models)"
 
 

@@ -32,7 +32,8 @@ test points (neither singletons nor mislabeled points), a purge that costs accur
 that calls that removal harmless could not detect harm.
 
 The study (:func:`study`): exact LOO scores of the singletons and mislabeled points (the ridge
-family in closed form, the MLP with a LOO plan over them); then the arms of
+family in closed form, the MLP with a LOO plan over them, or on the real images by grouped
+leave-out where the profile says so: ``grouped_loo_on_images``); then the arms of
 :func:`removal_arms`, ``removal_models`` models each. Also reported: the drop on the test points
 of purged sub-populations.
 """
@@ -42,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, plots
-from harness.experiments import describe_scores, load_or_skip, selection_scores
+from harness.experiments import REAL_IMAGES, describe_scores, load_or_skip, selection_scores
 from harness.profiles import FZ20_HIGH_INFLUENCE
 from harness.removal import marginal_utility, select_above
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, intersection_union, undecidable
@@ -97,8 +98,9 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     mislabeled = (data.mislabeled_train if data.mislabeled_train is not None
                   else np.zeros(data.n_train, dtype=bool))
     candidates = np.flatnonzero(singleton | mislabeled)
+    grouped = profile.grouped_loo_on_images and case.data in REAL_IMAGES
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate,
-                                            targets=candidates)
+                                            targets=candidates, grouped=grouped)
     memorized = select_above(scores, MEMORIZATION_THRESHOLD)
     removals = removal_arms(data, memorized, seed)
     models = profile.removal_models
@@ -120,7 +122,7 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     result = ClaimResult.from_decision(
         decision, statistics=further, claim=CLAIM, case=case.id, dataset=data.name, paper=PAPER,
         models_trained=score_models + (utility.models if utility is not None else 0),
-        notes=[f"{describe_scores(case.rate, score_models)}; {int(singleton.sum())} singletons and "
+        notes=[f"{describe_scores(case.rate, score_models, grouped)}; {int(singleton.sum())} singletons and "
                f"{int(mislabeled.sum())} mislabeled points; removed (score >= {MEMORIZATION_THRESHOLD}): {counts}; "
                f"{models} models per arm; accuracies as fractions (0.01 = 1 point)"])
     if utility is None:

@@ -17,7 +17,8 @@ subsampled models and the small bin's points (the same points at every rate, by 
 Negative control: the same two parts with no change of rate, the lowest rate against itself:
 one random half of its models in the lowest rate's place and the other half in the highest's.
 
-The study (:func:`study`): per rate r of the profile's ``sampling_rates``, the subsampled scores
+The study (:func:`study`): per rate r of the profile's ``sampling_rates`` (on the real images its
+``image_sampling_rates`` where it has a shorter sweep for them), the subsampled scores
 and exact LOO scores of the same points (:func:`harness.experiments.approximation_error`), with
 k models at rate r (:func:`models_at`). At rate r each point is left out of k (1 - r) models, so
 k is raised to at least MIN_MODELS_OUT / (1 - r) (r = 0.99 needs 1,000 models for 10). P_out is
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from harness import controls, plots, stats
-from harness.experiments import approximation_error, load_or_skip
+from harness.experiments import REAL_IMAGES, approximation_error, load_or_skip
 from harness.profiles import MIN_MODELS_OUT, OWN_FAMILY_RATE_BUDGET, RATE_MODEL_BUDGET, SIZE_BINS
 from harness.train import MLPSpec, RidgeSpec
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
@@ -165,7 +166,7 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     budget = model_budget(spec)
-    planned = {rate: models_at(rate, budget, profile) for rate in profile.sampling_rates}
+    planned = {rate: models_at(rate, budget, profile) for rate in profile.sampling_rates_for(case.data in REAL_IMAGES)}
     resolvable = [rate for rate, models in planned.items() if models is not None]
     if len(resolvable) < 2:
         raise ValueError(f"{case.id}: fewer than two rates fit the budget ({planned})")

@@ -33,7 +33,8 @@ place of the thresholds' selections, so the scores no longer choose what is remo
 
 The study (:func:`study`): memorization scores of every training point from FZ20's subsampled
 estimator at the case's rate or, for the ridge family without a rate, exact leave-one-out in
-closed form; then the arms of :func:`removal_arms` for the profile's ``removal_thresholds``,
+closed form; then the arms of :func:`removal_arms` for the profile's ``removal_thresholds`` (on
+the real images its ``image_removal_thresholds`` where it has a shorter sweep for them),
 ``removal_models`` models each. Also reported: the plain drop at every threshold, its range
 (biased upward as a maximum of noisy estimates is, and driven by the counts), the shares of
 singletons and of sub-population members among the selected points, and which thresholds' drops
@@ -46,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from harness import plots, stats
-from harness.experiments import describe_scores, load_or_skip, selection_scores
+from harness.experiments import REAL_IMAGES, describe_scores, load_or_skip, selection_scores
 from harness.profiles import FZ20_RESOLVABLE_CHANGE, SIZE_BINS, size_bin
 from harness.removal import marginal_utility, random_selections, select_above
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, absolute_value,
@@ -123,7 +124,8 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
-    selections = {theta: select_above(scores, theta) for theta in profile.removal_thresholds}
+    thresholds = profile.removal_thresholds_for(case.data in REAL_IMAGES)
+    selections = {theta: select_above(scores, theta) for theta in thresholds}
     selections = {theta: chosen for theta, chosen in selections.items() if chosen.any()}
     models = profile.removal_models
     table, utility, further = None, None, []
@@ -157,7 +159,7 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
         notes=[f"{describe_scores(case.rate, score_models)}; "
                f"{models} models per arm; accuracies as fractions (0.01 = 1 point)",
                f"thresholds selecting no point (left out): "
-               f"{[t for t in profile.removal_thresholds if t not in selections] or 'none'}",
+               f"{[t for t in thresholds if t not in selections] or 'none'}",
                f"utility significantly > 0 at theta {positive or 'none'}; significantly < 0 at theta "
                f"{negative or 'none'} (a sign change needs both)"])
     if table is None:
