@@ -15,8 +15,9 @@ An interval with a NaN bound is never decided (inconclusive).
 A decisive statistic from a crossed bootstrap (``harness.stats.crossed_bootstrap``) keeps
 its variance components, so an inconclusive result states what would decide it
 (``harness.stats.power_statement``): the models per arm for 80 % power, or that more points,
-not more models, are needed. An interval whose every resample equals the estimate gets NaN
-bounds: the data leave nothing to resample, and no verdict rests on it.
+not more models, are needed. An interval whose every resample equals the estimate, or whose
+2.5 % and 97.5 % quantiles coincide, gets NaN bounds: the data leave nothing (or too little) to
+resample, and no verdict rests on it.
 
 A :class:`Control` is the claim's negative control: the same pipeline and threshold with
 the thing the claim is about destroyed (scores shuffled among points, a random set in place of
@@ -52,6 +53,9 @@ _RECORDED_DISTRIBUTIONS = (
 _DERIVED_KEYS = frozenset({"verdict", "figures", "power", "models_per_arm_to_decide", "p_value"})
 NOTHING_TO_RESAMPLE = ("every resample equals the estimate: the data leave nothing to resample (every count at 0 "
                        "or at its maximum), so no verdict rests on it")
+TOO_LITTLE_TO_RESAMPLE = ("the interval has zero width (its 2.5 % and 97.5 % quantiles coincide: at least 95 % of "
+                          "the resamples take one value): the data leave too little to resample, so no verdict rests "
+                          "on it")
 
 
 def format_number(x: float) -> str:
@@ -78,7 +82,7 @@ class Statistic:
                       models_per_arm: dict | None = None) -> "Statistic":
         """The one way an interval (``harness.stats``) becomes a verdict statistic.
 
-        A degenerate crossed-bootstrap interval gets NaN bounds (module docstring); with
+        A degenerate or zero-width crossed-bootstrap interval gets NaN bounds (module docstring); with
         ``models_per_arm`` its variance components are kept for the power statement.
         """
         from harness.stats import CrossedInterval
@@ -90,6 +94,9 @@ class Statistic:
             if interval.degenerate:
                 lower = upper = math.nan
                 notes.append(NOTHING_TO_RESAMPLE)
+            elif lower == upper:
+                lower = upper = math.nan
+                notes.append(TOO_LITTLE_TO_RESAMPLE)
             elif math.isnan(lower):
                 notes.append(interval.method)
             if models_per_arm is not None and math.isfinite(interval.var_both):

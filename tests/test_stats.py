@@ -373,6 +373,20 @@ def test_all_counts_at_their_maximum_leave_nothing_to_resample():
     assert decide(statistic, Threshold(0.5, "above", "test")) == INCONCLUSIVE
 
 
+def test_a_zero_width_interval_from_counts_that_vary_decides_nothing():
+    # A statistic that moves only when model 0 is drawn 4 or more times of 10 (about 1.3 % of the
+    # resamples): they do not all equal the estimate, but the percentile interval is [0, 0], and a
+    # refutation on it would rest on too little to resample.
+    def rare_jump(replicate):
+        return {"x": float(replicate.models["m"][0] >= 4)}
+
+    interval = crossed_bootstrap(rare_jump, {"m": np.zeros(10)}, n_boot=1000)["x"]
+    assert not interval.degenerate and interval.lower == interval.upper == 0.0
+    statistic = Statistic.from_interval("share", interval)
+    assert math.isnan(statistic.lower) and "too little to resample" in statistic.note
+    assert decide(statistic, Threshold(0.0, "above", "test")) == INCONCLUSIVE
+
+
 def test_a_statistic_undefined_in_many_resamples_has_no_interval():
     def rare(replicate):
         return {"x": 1.0 if replicate.models["m"][0] > 0 else np.nan}   # model 0 is left out ~37 % of the time
