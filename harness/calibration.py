@@ -45,6 +45,17 @@ holds the truth (``../shared/STATISTICS.md``, "Checking intervals"):
   Truth: the same partial r over the truth configurations. The share counts points above a cut
   of noisy scores, so its expectation moves with the number of models; the truth's larger
   ensembles measure whether the interval still holds the figure a much larger ensemble gives.
+- **FPR difference at 95 % TPR** (fractional-definition's decisive statistic, which re-selects
+  its operating threshold in each replicate): on a draw with planted label noise (the generator's
+  ``label_noise`` at ``LABEL_NOISE``, as ``synthetic-noisy``) and its relabelled null points
+  appended, one subsampled ensemble (r = 0.7) scores every point; the false-positive rate at 95 %
+  true-positive rate of the original score minus that of the fractional score, positives the
+  singletons and mislabeled points, negatives the correctly labelled members of
+  sub-populations of 2 or more (``harness.claims.fractional_definition``: ``counted_points``,
+  ``fpr_difference``, ``fpr_difference_estimate``). The rates are read at a threshold chosen on
+  noisy scores, so, as for the enrichment, the truth is the mean over further draws with the
+  replicate's own number of models, and **FPR difference at 95 % TPR against 8x the models**
+  holds the same interval against the mean with ``truth_factor`` times the models (a bias check).
 
 Each coverage comes with its Wilson interval over the replicates (200 resolve about +-0.03
 at 0.95). The target: every type covers at least 0.93 at nominal 0.95 and none above 0.995
@@ -67,11 +78,11 @@ import numpy as np
 import pandas as pd
 
 from harness import estimators, stats
-from harness.claims import error_is_subpopulation, fz_long_tail
+from harness.claims import error_is_subpopulation, fractional_definition, fz_long_tail
 from harness.data import SubpopulationSpec, synthetic
 from harness.ensemble import train_ensemble
-from harness.experiments import (ApproximationStudy, configuration_figures, correlation_across_configurations,
-                                 training_points)
+from harness.experiments import (LABEL_NOISE, ApproximationStudy, configuration_figures,
+                                 correlation_across_configurations, training_points)
 from harness.masks import full_plan, subsampled_plan
 from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, SIZE_BINS, size_bin
 from harness.removal import marginal_utility
@@ -83,13 +94,16 @@ TARGET = (0.93, 0.995)
 TYPES = ("approximation error, small", "approximation error, small minus large", "removal drop",
          "per-point Newcombe", "fractional box", "correlation", "partial correlation", "high-point enrichment",
          "high-point enrichment against 8x the models", "error ends, small", "error ends, singleton",
-         "error ends, small, against 8x the models", "error ends, singleton, against 8x the models")
+         "error ends, small, against 8x the models", "error ends, singleton, against 8x the models",
+         "FPR difference at 95 % TPR", "FPR difference at 95 % TPR against 8x the models")
 # Rows whose truth is not the interval's target but a larger ensemble's value: they measure how far
 # a statistic moves with the number of models (a bias), reported beside the coverage, not held to TARGET.
 BIAS_CHECKS = ("high-point enrichment against 8x the models", "error ends, small, against 8x the models",
-               "error ends, singleton, against 8x the models")
+               "error ends, singleton, against 8x the models", "FPR difference at 95 % TPR against 8x the models")
 # error-is-subpopulation's two contrasts, by the key ``end_contrasts`` gives each.
 ERROR_ENDS = {"small": (TYPES[9], TYPES[11]), "singleton": (TYPES[10], TYPES[12])}
+# fractional-definition's difference: against the truth at the replicate's models, and at 8x (a bias check).
+FRACTIONAL = (TYPES[13], TYPES[14])
 # The partial correlation mem-gen-anticorrelated decides its second part on (x given g, with test accuracy).
 PARTIAL = ("share memorized", "mean memorization")
 
@@ -170,6 +184,22 @@ def _error_end(study: ApproximationStudy, key: str, seed: int) -> float:
     return error_is_subpopulation.end_contrasts(study, seed, n_boot=100)[key].estimate
 
 
+def _fractional(design: Design, seed: int, models_factor: int, store: Store):
+    """fractional-definition's scores on draw ``seed`` with planted label noise and its relabelled
+    null (the claim's own construction), and the points the rates count."""
+    base = synthetic(replace(design.synthetic, label_noise=LABEL_NOISE, seed=seed))
+    counted = fractional_definition.counted_points(base, f"synthetic draw {seed} with label noise {LABEL_NOISE}")
+    plan = subsampled_plan(counted.null.dataset.n_train, design.subsampled_models * models_factor, FZ20_RATE, seed)
+    ensemble = train_ensemble(counted.null.dataset, replace(design.ridge, closed_form_loo=False), plan, store, seed,
+                              progress=False)
+    return estimators.subsampled(ensemble.masks, ensemble.arrays["train_margin"]), counted
+
+
+def _fpr_difference(design: Design, seed: int, models_factor: int, store: Store) -> float:
+    scores, counted = _fractional(design, seed, models_factor, store)
+    return fractional_definition.fpr_difference_estimate(scores, counted.real, counted.memorized)
+
+
 def _removal(design: Design, data, models_factor: int, store: Store, seed: int):
     return marginal_utility(data, design.ridge, {"singletons": data.group_size_train == 1},
                             design.removal_models * models_factor, store, seed=seed, progress=False)
@@ -203,6 +233,7 @@ def population_truth(design: Design, store: Store) -> dict[str, float]:
     """The population-level targets: means over fresh large draws, and the correlation over many
     configurations with large ensembles (module docstring)."""
     contrasts, drops, enrichments, enrichments_at_8k = [], [], [], []
+    differences = {name: [] for name in FRACTIONAL}
     ends = {name: [] for names in ERROR_ENDS.values() for name in names}
     for j in range(design.truth_draws):
         seed = 10**6 + j
@@ -219,6 +250,8 @@ def population_truth(design: Design, store: Store) -> dict[str, float]:
             ends[name_at_8k].append(_error_end(study, key, seed))
         removal = _removal(design, data, design.truth_factor, store, seed)
         drops.append(float(removal.per_model_drop("singletons").mean()))
+        for name, factor in zip(FRACTIONAL, (1, design.truth_factor)):
+            differences[name].append(_fpr_difference(design, seed, factor, store))
     rng = np.random.default_rng(10**6)
     measured = [_memorization_and_accuracy(design, _data(design, 2 * 10**6 + j), _configuration(rng, design),
                                            design.subsampled_models * design.truth_factor, store, j)
@@ -231,7 +264,7 @@ def population_truth(design: Design, store: Store) -> dict[str, float]:
             TYPES[6]: float(stats.row_correlation(figures[PARTIAL[0]][None], figures["test accuracy"][None],
                                                   figures[PARTIAL[1]][None])[0]),
             TYPES[7]: float(np.nanmean(enrichments)), TYPES[8]: float(np.nanmean(enrichments_at_8k)),
-            **{name: float(np.nanmean(values)) for name, values in ends.items()}}
+            **{name: float(np.nanmean(values)) for name, values in {**ends, **differences}.items()}}
 
 
 def replicate(design: Design, index: int, truth: dict, store: Store) -> dict[str, bool]:
@@ -260,6 +293,13 @@ def replicate(design: Design, index: int, truth: dict, store: Store) -> dict[str
     covered[TYPES[3]] = study.loo.lower[point] <= large.loo.score[point] <= study.loo.upper[point]
     fractional, fractional_truth = estimators.fractional(study.subsampled), estimators.fractional(large.subsampled)
     covered[TYPES[4]] = fractional.lower[point] <= fractional_truth.score[point] <= fractional.upper[point]
+
+    # fractional-definition: the claim's interval (its one-way runs feed the power statement only).
+    scores, counted = _fractional(design, index, 1, store)
+    difference = fractional_definition.fpr_difference(scores, counted.real, counted.memorized, counted.clusters,
+                                                      seed=index, n_boot=design.n_boot, components=False)
+    for name in FRACTIONAL:
+        covered[name] = difference.lower <= truth[name] <= difference.upper
 
     for name, interval in _correlations(design, store, index).items():
         covered[name] = interval.lower <= truth[name] <= interval.upper

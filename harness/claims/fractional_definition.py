@@ -46,7 +46,7 @@ from scipy import stats as scipy_stats
 
 from harness import controls, estimators, plots, stats
 from harness.experiments import load_or_skip, subsampled_scores
-from harness.null import with_relabelled_null
+from harness.null import RelabelledNull, with_relabelled_null
 from harness.profiles import FZ20_RATE, SIZE_BINS
 from harness.verdict import INCONCLUSIVE, CaseReport, ClaimResult, Control, Decision, Statistic, Threshold
 
@@ -67,20 +67,42 @@ FIXED_THRESHOLDS = (0.25, 0.45)  # FZ20's threshold and IMN25's higher one
 SMALLEST_NEGATIVE_SUBPOPULATION = SIZE_BINS["large"][0]
 
 
-def fpr_difference(scores, real: np.ndarray, truth: np.ndarray, clusters: np.ndarray, seed: int = 0):
-    """The decisive difference's crossed-bootstrap interval (module docstring)."""
-    both = {"original": scores, "fractional": estimators.fractional(scores)}
+def _both(scores) -> dict:
+    return {"original": scores, "fractional": estimators.fractional(scores)}
+
+
+def _difference(both: dict, real: np.ndarray, truth: np.ndarray, weights: np.ndarray, points: np.ndarray) -> float:
+    """FPR(original) - FPR(fractional) at ``TARGET_TPR``, both scores recomputed with model ``k``
+    weighted by ``weights[k]``, on the real points ``points`` (positions among ``real``), each
+    score's threshold chosen on those points."""
+    rescored = {name: s.rescored(weights)[real] for name, s in both.items()}
+    points = points[np.isfinite(rescored["original"][points])]
+    fpr = {name: stats.fpr_at_tpr(values[points], truth[points], TARGET_TPR).fpr.estimate
+           for name, values in rescored.items()}
+    return fpr["original"] - fpr["fractional"]
+
+
+def fpr_difference(scores, real: np.ndarray, truth: np.ndarray, clusters: np.ndarray, seed: int = 0,
+                   n_boot: int = 1000, components: bool = True):
+    """The decisive difference's crossed-bootstrap interval (module docstring). ``n_boot`` and
+    ``components`` as in ``stats.crossed_bootstrap``; the one-way runs ``components`` adds feed
+    the power statement only (the interval re-selects, so it is not scaled to them)."""
+    both = _both(scores)
 
     def difference(replicate):
-        rescored = {name: s.rescored(replicate.models["subsampled"])[real] for name, s in both.items()}
-        points = replicate.points["real"]
-        points = points[np.isfinite(rescored["original"][points])]
-        fpr = {name: stats.fpr_at_tpr(values[points], truth[points], TARGET_TPR).fpr.estimate
-               for name, values in rescored.items()}
-        return {"difference": fpr["original"] - fpr["fractional"]}
+        return {"difference": _difference(both, real, truth, replicate.models["subsampled"],
+                                          replicate.points["real"])}
 
     return stats.crossed_bootstrap(difference, {"subsampled": scores.model_groups},
-                                   {"real": stats.Points(clusters, truth)}, seed=seed, reselects=True)["difference"]
+                                   {"real": stats.Points(clusters, truth)}, n_boot=n_boot, seed=seed,
+                                   components=components, reselects=True)["difference"]
+
+
+def fpr_difference_estimate(scores, real: np.ndarray, truth: np.ndarray) -> float:
+    """The decisive difference itself, as :func:`fpr_difference` estimates it (every model and
+    every real point once)."""
+    return _difference(_both(scores), real, np.asarray(truth, dtype=bool), np.ones(len(scores.model_groups)),
+                       np.arange(len(real)))
 
 
 def decide(scores, real: np.ndarray, truth: np.ndarray, clusters: np.ndarray, seed: int = 0) -> Decision:
@@ -97,22 +119,15 @@ def decide(scores, real: np.ndarray, truth: np.ndarray, clusters: np.ndarray, se
 
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     base = load_or_skip(case.data, profile.name)
-    truth = memorized_truth(base)
-    memorized = truth.memorized[truth.counted]
-    if memorized.all() or not memorized.any():
-        raise ValueError(f"{case.data} at the {profile.name} profile: {int(memorized.sum())} memorized points "
-                         f"({truth.positives}) and {int((~memorized).sum())} not ({truth.negatives}); a false-"
-                         f"positive rate at a true-positive rate needs both (more training points give both)")
-    null = with_relabelled_null(base, max(MIN_NULL_POINTS, round(NULL_SHARE * base.n_train)))
+    counted = counted_points(base, f"{case.data} at the {profile.name} profile")
+    truth, null, real, memorized = counted.truth, counted.null, counted.real, counted.memorized
     all_scores, ensemble = subsampled_scores(null.dataset, case.spec(profile), FZ20_RATE, profile.subsampled_models,
                                              store, device, seed)
     scores = {"original": all_scores, "fractional": estimators.fractional(all_scores)}
-    real = null.original_points[truth.counted]
     at_tpr = {name: stats.fpr_at_tpr(s.score[real], memorized, TARGET_TPR) for name, s in scores.items()}
     negatives = int((~memorized).sum())
 
-    clusters = base.group_train if base.group_train is not None else np.full(base.n_train, -1)
-    decision = decide(all_scores, real, memorized, clusters[truth.counted], seed)
+    decision = decide(all_scores, real, memorized, counted.clusters, seed)
 
     further, rows = [], []
     for name, point in at_tpr.items():
@@ -199,6 +214,35 @@ def memorized_truth(dataset) -> Truth:
                  left_out=f"correctly labelled inferred singletons and members of inferred sub-populations of "
                           f"{SMALLEST_NEGATIVE_SUBPOPULATION - 1} or fewer: an atypical clean image may truly be "
                           f"memorized, and the clustering cannot tell")
+
+
+@dataclass(frozen=True, eq=False)
+class CountedPoints:
+    """A data set readied for the claim: its truth, the data set with the relabelled null appended,
+    and the real points the rates count (``real``: their positions among the null data set's
+    training points; ``memorized``: their truth; ``clusters``: their sub-populations, -1 where
+    none is known)."""
+
+    truth: Truth
+    null: RelabelledNull
+    real: np.ndarray
+    memorized: np.ndarray
+    clusters: np.ndarray
+
+
+def counted_points(base, label: str) -> CountedPoints:
+    """``base``'s truth and relabelled null (``NULL_SHARE`` of its training points, at least
+    ``MIN_NULL_POINTS``), and the points the rates count; ``label`` names the data in the error
+    raised when the counted points are all memorized or none is."""
+    truth = memorized_truth(base)
+    memorized = truth.memorized[truth.counted]
+    if memorized.all() or not memorized.any():
+        raise ValueError(f"{label}: {int(memorized.sum())} memorized points "
+                         f"({truth.positives}) and {int((~memorized).sum())} not ({truth.negatives}); a false-"
+                         f"positive rate at a true-positive rate needs both (more training points give both)")
+    null = with_relabelled_null(base, max(MIN_NULL_POINTS, round(NULL_SHARE * base.n_train)))
+    clusters = base.group_train if base.group_train is not None else np.full(base.n_train, -1)
+    return CountedPoints(truth, null, null.original_points[truth.counted], memorized, clusters[truth.counted])
 
 
 def _rate(name: str, interval, note: str = "") -> Statistic:
