@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import pytest
 
-from harness.claims.mem_gen_anticorrelated import CLAIM, Grid, configurations, study
+from harness.claims.mem_gen_anticorrelated import CLAIM, Grid, configurations, network_configurations, study
+from harness.experiments import REAL_IMAGES
 
 
 def cases(profile):
-    return [Grid(tuple(configurations(profile)))]
+    # Beside the grid across data sets, the pixel MLP's variants within each real image set.
+    within = [Grid(tuple(network_configurations(profile, data))) for data in REAL_IMAGES] if profile.name != "smoke" else []
+    return [Grid(tuple(configurations(profile)))] + within
 
 
 @pytest.mark.claim(CLAIM)
