@@ -37,6 +37,7 @@ cluster of the class it does not show, most likely as a singleton.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -279,10 +280,17 @@ def correlation_across_configurations(measured: list, seed: int = 0, n_boot: int
         return {"z": np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))}
 
     pools = {str(i): item[0].model_groups for i, item in enumerate(measured)}
-    variance = stats.crossed_bootstrap(fisher_z, pools, n_boot=n_boot, seed=seed, components=False)["z"].var_both
+    models = sum(len(item[1]) for item in measured)
+    resampled = stats.crossed_bootstrap(fisher_z, pools, n_boot=n_boot, seed=seed, components=False)["z"]
     figures = configuration_figures(measured)
-    return stats.pearson_with_model_noise(figures[x], figures["test accuracy"], variance,
-                                          sum(len(item[1]) for item in measured),
+    if not math.isfinite(resampled.var_both):
+        # E.g. every configuration fits its training points: training accuracy is 1 in each, and a
+        # correlation given it does not exist.
+        return stats.CrossedInterval(math.nan, math.nan, math.nan, len(measured),
+                                     f"undefined in {resampled.undefined} of {n_boot} resamples: a figure it "
+                                     f"correlates or holds fixed is the same in every configuration",
+                                     models=models, scale="atanh")
+    return stats.pearson_with_model_noise(figures[x], figures["test accuracy"], resampled.var_both, models,
                                           given=figures[given] if given else None)
 
 
