@@ -5,12 +5,16 @@ interval [lower, upper]) and compares it to a :class:`Threshold` taken from the 
 With ``direction = "above"`` the claim holds when the statistic exceeds ``value``:
 
     supported     if lower > value               (the whole interval on the claim's side)
-    refuted       if upper <= value              (the whole interval on the wrong side;
-                                                   the boundary itself counts as wrong)
-    inconclusive  otherwise                      (the interval straddles the threshold)
+    refuted       if upper < value               (the whole interval on the wrong side)
+    inconclusive  otherwise                      (the interval holds or touches the threshold)
 
-``direction = "below"`` mirrors it: supported if upper < value, refuted if lower >= value.
+``direction = "below"`` mirrors it: supported if upper < value, refuted if lower > value.
 An interval with a NaN bound is never decided (inconclusive).
+A bound equal to the threshold does not exclude it: for a statistic with an atom at the
+threshold (fractional-definition's FPR difference is exactly 0 in most resamples) an interval
+ending there, such as [-0.03, 0], leaves the threshold possible and decides nothing; under the
+old rule (refuted if upper <= value) 24 of 200 calibration intervals ending at 0 refuted the
+claim while the truth was positive, none under this one.
 
 A decisive statistic from a crossed bootstrap (``harness.stats.crossed_bootstrap``) keeps
 its variance components, so an inconclusive result states what would decide it
@@ -198,12 +202,12 @@ def decide(statistic: Statistic, threshold: Threshold) -> str:
     if threshold.direction == "above":
         if lower > value:
             return SUPPORTED
-        if upper <= value:
+        if upper < value:
             return REFUTED
     else:
         if upper < value:
             return SUPPORTED
-        if lower >= value:
+        if lower > value:
             return REFUTED
     return INCONCLUSIVE
 

@@ -29,7 +29,7 @@ from harness.claims import (
     threshold_dependence,
 )
 from harness.profiles import size_bin
-from harness.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, decide, power_of
+from harness.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, Statistic, Threshold, decide, power_of
 
 
 def check(decision, expected: str) -> None:
@@ -114,10 +114,15 @@ def test_fz_long_tail_when_every_high_point_is_atypical(typical_groups, expected
 
 
 @pytest.mark.parametrize("positives, negatives, expected", [
-    ((0.6, 0.1), (1.0, 0.5), SUPPORTED), ((1.0, 0.5), (0.6, 0.1), REFUTED), ((1.0, 0.1), (1.0, 0.5), INCONCLUSIVE),
+    ((0.6, 0.1), (1.0, 0.5), SUPPORTED), ((1.0, 0.4), (0.5, 0.05), REFUTED), ((1.0, 0.1), (1.0, 0.5), INCONCLUSIVE),
+    ((1.0, 0.5), (0.6, 0.1), INCONCLUSIVE),
 ], ids=["decision of fractional-definition: negatives the fractional score ranks lower is supported",
-        "decision of fractional-definition: positives the fractional score ranks lower is refuted",
-        "decision of fractional-definition: scores that rank every point alike is inconclusive"])
+        "decision of fractional-definition: positives the fractional score ranks lower, the original higher, is "
+        "refuted",
+        "decision of fractional-definition: scores that rank every point alike is inconclusive",
+        "decision of fractional-definition: positives the fractional score ranks lower while the original ties "
+        "them with the negatives is inconclusive: both FPRs reach 1 in some resamples, so the interval ends at 0 "
+        "([-0.188, 0]) and a bound on the threshold does not exclude it"])
 def test_fractional_definition(positives, negatives, expected):
     point_groups = tables.groups()
     truth = np.asarray(tables.GROUP_SIZES)[point_groups] <= 3
@@ -125,6 +130,29 @@ def test_fractional_definition(positives, negatives, expected):
     scores = tables.subsampled(np.where(truth, in_pos, in_neg), np.where(truth, out_pos, out_neg), 200,
                                np.random.default_rng(0))
     check(fractional_definition.decide(scores, np.arange(len(truth)), truth, point_groups), expected)
+
+
+@pytest.mark.parametrize("direction, lower, upper, expected", [
+    ("above", -0.03, 0.0, INCONCLUSIVE), ("above", -0.03, -1e-9, REFUTED), ("above", 0.0, 0.2, INCONCLUSIVE),
+    ("above", 1e-9, 0.2, SUPPORTED), ("above", 0.0, 0.0, INCONCLUSIVE),
+    ("below", 0.0, 0.03, INCONCLUSIVE), ("below", 1e-9, 0.03, REFUTED), ("below", -0.2, 0.0, INCONCLUSIVE),
+    ("below", -0.2, -1e-9, SUPPORTED), ("below", 0.0, 0.0, INCONCLUSIVE),
+], ids=["decision at the threshold: an upper bound equal to an 'above' threshold is inconclusive, not refuted",
+        "decision at the threshold: an upper bound below an 'above' threshold is refuted",
+        "decision at the threshold: a lower bound equal to an 'above' threshold is inconclusive",
+        "decision at the threshold: a lower bound above an 'above' threshold is supported",
+        "decision at the threshold: an interval that is the 'above' threshold itself is inconclusive",
+        "decision at the threshold: a lower bound equal to a 'below' threshold is inconclusive, not refuted",
+        "decision at the threshold: a lower bound above a 'below' threshold is refuted",
+        "decision at the threshold: an upper bound equal to a 'below' threshold is inconclusive",
+        "decision at the threshold: an upper bound below a 'below' threshold is supported",
+        "decision at the threshold: an interval that is the 'below' threshold itself is inconclusive"])
+def test_a_bound_equal_to_the_threshold_does_not_exclude_it(direction, lower, upper, expected):
+    """A statistic with an atom at the threshold (fractional-definition's FPR difference is exactly 0
+    in most resamples) gives intervals such as [-0.03, 0]; they leave the threshold possible, so they
+    decide nothing (the old rule refuted them: 24 of 200 calibration replicates, truth positive)."""
+    statistic = Statistic("difference", (lower + upper) / 2, lower, upper, 100)
+    assert decide(statistic, Threshold(0.0, direction, "a sign")) == expected
 
 
 @pytest.mark.parametrize("small_low, small_high, expected", [

@@ -58,8 +58,8 @@ def make_result(claim: str = "approx-overestimates", case: str = "syn-r0.7", **c
 @pytest.mark.parametrize("lower, upper, expected", [
     (0.1, 0.3, SUPPORTED), (-0.3, -0.1, REFUTED), (-0.1, 0.1, INCONCLUSIVE),
     (0.0, 0.2, INCONCLUSIVE),   # touches the threshold from the claim's side: not strictly above
-    (-0.2, 0.0, REFUTED),       # the boundary value counts as the wrong side
-    (0.0, 0.0, REFUTED),
+    (-0.2, 0.0, INCONCLUSIVE),  # a bound equal to the threshold does not exclude it
+    (0.0, 0.0, INCONCLUSIVE),
     (1e-12, 0.2, SUPPORTED),
 ])
 def test_decide_above(lower, upper, expected):
@@ -68,7 +68,7 @@ def test_decide_above(lower, upper, expected):
 
 @pytest.mark.parametrize("lower, upper, expected", [
     (0.1, 0.3, SUPPORTED), (0.6, 0.9, REFUTED), (0.4, 0.6, INCONCLUSIVE),
-    (0.3, 0.5, INCONCLUSIVE), (0.5, 0.7, REFUTED), (0.5, 0.5, REFUTED),
+    (0.3, 0.5, INCONCLUSIVE), (0.5, 0.7, INCONCLUSIVE), (0.5, 0.5, INCONCLUSIVE), (0.5 + 1e-12, 0.7, REFUTED),
 ])
 def test_decide_below(lower, upper, expected):
     assert decide(interval(lower, upper), BELOW_HALF) == expected
