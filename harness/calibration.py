@@ -56,9 +56,13 @@ holds the truth (``../shared/STATISTICS.md``, "Checking intervals"):
   noisy scores, so, as for the enrichment, the truth is the mean over further draws with the
   replicate's own number of models, and **FPR difference at 95 % TPR against 8x the models**
   holds the same interval against the mean with ``truth_factor`` times the models (a bias check).
+  Both rows also count **false decisions**: replicates whose interval, compared to the claim's
+  threshold by ``harness.verdict.decide``, refutes the claim while the truth lies on the claim's
+  side of it, or supports it while the truth does not (one-sided, each at most 2.5 % for an
+  interval that covers).
 
 Each coverage comes with its Wilson interval over the replicates (200 resolve about +-0.03
-at 0.95). The target: every type covers at least 0.93 at nominal 0.95 and none above 0.995
+at 0.95); the types that carry a threshold (``THRESHOLDS``) also give their false decisions. The target: every type covers at least 0.93 at nominal 0.95 and none above 0.995
 (the bias checks are reported, not held to it).
 """
 
@@ -88,6 +92,7 @@ from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RATE, SIZE_BINS, size_bin
 from harness.removal import marginal_utility
 from harness.store import Store
 from harness.train import RidgeSpec
+from harness.verdict import REFUTED, SUPPORTED, Statistic, decide
 
 NOMINAL = 0.95
 TARGET = (0.93, 0.995)
@@ -104,6 +109,9 @@ BIAS_CHECKS = ("high-point enrichment against 8x the models", "error ends, small
 ERROR_ENDS = {"small": (TYPES[9], TYPES[11]), "singleton": (TYPES[10], TYPES[12])}
 # fractional-definition's difference: against the truth at the replicate's models, and at 8x (a bias check).
 FRACTIONAL = (TYPES[13], TYPES[14])
+# Types whose verdict the calibration also checks: the claim's threshold, against which a false
+# decision (refuted with the truth on the claim's side, or supported with it off) is counted.
+THRESHOLDS = {name: fractional_definition.THRESHOLD for name in FRACTIONAL}
 # The partial correlation mem-gen-anticorrelated decides its second part on (x given g, with test accuracy).
 PARTIAL = ("share memorized", "mean memorization")
 
@@ -300,10 +308,24 @@ def replicate(design: Design, index: int, truth: dict, store: Store) -> dict[str
                                                       seed=index, n_boot=design.n_boot, components=False)
     for name in FRACTIONAL:
         covered[name] = difference.lower <= truth[name] <= difference.upper
+        covered[false_decision(name)] = _false_decision(difference, truth[name], THRESHOLDS[name])
 
     for name, interval in _correlations(design, store, index).items():
         covered[name] = interval.lower <= truth[name] <= interval.upper
     return covered
+
+
+def false_decision(name: str) -> str:
+    """The key under which :func:`replicate` says whether type ``name``'s verdict was false."""
+    return f"{name}: false decision"
+
+
+def _false_decision(interval, truth: float, threshold) -> bool:
+    """Whether the claim's verdict on ``interval`` contradicts ``truth``: refuted while the truth lies
+    on the claim's side of the threshold, or supported while it does not."""
+    verdict = decide(Statistic("calibrated", interval.estimate, interval.lower, interval.upper, 1), threshold)
+    holds = truth > threshold.value if threshold.direction == "above" else truth < threshold.value
+    return (verdict == REFUTED and holds) or (verdict == SUPPORTED and not holds)
 
 
 def _replicates(design: Design, indices: range, truth: dict) -> list[dict]:
@@ -331,7 +353,8 @@ class _InProcess:
 
 def run(design: Design, replicates: int | None = None, workers: int | None = None,
         progress: bool = True) -> pd.DataFrame:
-    """One row per interval type: coverage, its Wilson interval, replicates, and whether it meets the target.
+    """One row per interval type: coverage, its Wilson interval, replicates, whether it meets the target,
+    and, for a type with a claim's threshold (``THRESHOLDS``), its false decisions.
 
     Replicates run in ``workers`` processes (default: one per core; 1: in this process), each on
     one torch thread; every replicate's seeds depend on its index only, so the table does not
@@ -346,7 +369,7 @@ def run(design: Design, replicates: int | None = None, workers: int | None = Non
     if progress:
         print(f"  truth from {design.truth_draws} draws and {design.truth_configurations} configurations, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-    hits = {name: 0 for name in TYPES}
+    hits = {name: 0 for name in [*TYPES, *map(false_decision, THRESHOLDS)]}
     chunks = [range(start, min(start + 10, replicates)) for start in range(0, replicates, 10)]
     done = 0
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else \
@@ -364,6 +387,7 @@ def run(design: Design, replicates: int | None = None, workers: int | None = Non
         coverage = hits[name] / replicates
         rows.append({"interval type": name, "coverage": coverage, "lower": lower, "upper": upper,
                      "replicates": replicates, "truth": truth.get(name, math.nan),
+                     "false decisions": hits[false_decision(name)] if name in THRESHOLDS else None,
                      "meets target": TARGET[0] <= coverage <= TARGET[1] if name not in BIAS_CHECKS else None})
     return pd.DataFrame(rows).set_index("interval type")
 

@@ -850,12 +850,10 @@ def rates_at_threshold(scores, is_positive, threshold: float, alpha: float = 0.0
     }
 
 
-def fpr_at_tpr(scores, is_positive, target_tpr: float = 0.95, alpha: float = 0.05) -> OperatingPoint:
-    """FPR at the largest threshold whose TPR reaches ``target_tpr`` (Wilson intervals)."""
-    _check_alpha(alpha)
+def _threshold_at_tpr(scores: np.ndarray, positive: np.ndarray, target_tpr: float) -> float:
+    """The largest threshold whose TPR (``score >= threshold``) reaches ``target_tpr``."""
     if not 0 < target_tpr <= 1:
         raise ValueError(f"target_tpr must lie in (0, 1], got {target_tpr}")
-    scores, positive = _check_detection_inputs(scores, is_positive)
     positive_scores = np.sort(scores[positive])[::-1]
     n_positive = positive_scores.size
     if n_positive == 0:
@@ -864,6 +862,22 @@ def fpr_at_tpr(scores, is_positive, target_tpr: float = 0.95, alpha: float = 0.0
     # k reaching the target, compared exactly as rates_at_threshold computes TPR.
     flagged_counts = np.arange(1, n_positive + 1)
     needed = int(flagged_counts[np.argmax(flagged_counts / n_positive >= target_tpr)])
-    threshold = float(positive_scores[needed - 1])
+    return float(positive_scores[needed - 1])
+
+
+def fpr_at_tpr(scores, is_positive, target_tpr: float = 0.95, alpha: float = 0.05) -> OperatingPoint:
+    """FPR at the largest threshold whose TPR reaches ``target_tpr`` (Wilson intervals)."""
+    _check_alpha(alpha)
+    scores, positive = _check_detection_inputs(scores, is_positive)
+    threshold = _threshold_at_tpr(scores, positive, target_tpr)
     rates = rates_at_threshold(scores, positive, threshold, alpha)
     return OperatingPoint(threshold, rates["tpr"], rates["fpr"])
+
+
+def fpr_at_tpr_estimate(scores, is_positive, target_tpr: float = 0.95) -> float:
+    """``fpr_at_tpr(...).fpr.estimate`` without the Wilson intervals, for a bootstrap that recomputes
+    the rate in every replicate and discards them (NaN without negatives, as there)."""
+    scores, positive = _check_detection_inputs(scores, is_positive)
+    threshold = _threshold_at_tpr(scores, positive, target_tpr)
+    negative_scores = scores[~positive]
+    return float((negative_scores >= threshold).sum() / negative_scores.size) if negative_scores.size else math.nan

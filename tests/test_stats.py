@@ -22,6 +22,7 @@ from harness.stats import (
     bootstrap_mean,
     crossed_bootstrap,
     fpr_at_tpr,
+    fpr_at_tpr_estimate,
     holm,
     mean_over_fits,
     newcombe_difference,
@@ -309,6 +310,19 @@ def test_fpr_at_tpr_picks_the_largest_threshold_reaching_the_target(rows, target
         assert rates_at_threshold(scores, positive, next_threshold)["tpr"].estimate < target
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20).map(float), st.booleans()), min_size=1, max_size=60)
+       .filter(lambda rows: any(positive for _, positive in rows)),
+       st.floats(0.01, 1.0))
+def test_fpr_at_tpr_estimate_is_fpr_at_tpr_without_its_intervals(rows, target):
+    """The bootstraps' fast path (no Wilson intervals) reads the same operating point, ties included."""
+    scores = np.array([score for score, _ in rows])
+    positive = np.array([flag for _, flag in rows])
+    full = fpr_at_tpr(scores, positive, target_tpr=target).fpr.estimate
+    fast = fpr_at_tpr_estimate(scores, positive, target_tpr=target)
+    assert fast == full or (math.isnan(fast) and math.isnan(full))
+
+
 # --------------------------------------------------------------------------- crossed bootstrap
 
 
@@ -545,6 +559,9 @@ BAD_CALLS = {
     "fpr_at_tpr: no positives": lambda: fpr_at_tpr([0.1, 0.2], [0, 0]),
     "fpr_at_tpr: target zero": lambda: fpr_at_tpr([0.1, 0.2], [1, 0], target_tpr=0.0),
     "fpr_at_tpr: target above one": lambda: fpr_at_tpr([0.1, 0.2], [1, 0], target_tpr=1.5),
+    "fpr_at_tpr_estimate: no positives": lambda: fpr_at_tpr_estimate([0.1, 0.2], [0, 0]),
+    "fpr_at_tpr_estimate: target zero": lambda: fpr_at_tpr_estimate([0.1, 0.2], [1, 0], target_tpr=0.0),
+    "fpr_at_tpr_estimate: NaN score": lambda: fpr_at_tpr_estimate([np.nan, 0.2], [1, 0]),
     "crossed: nothing to resample": lambda: crossed_bootstrap(lambda r: {"x": 0.0}),
     "crossed: a pool of one model": lambda: crossed_bootstrap(lambda r: {"x": 0.0}, {"m": np.zeros(1)}),
     "points: empty": lambda: Points(np.array([], dtype=int)),

@@ -77,7 +77,7 @@ def _difference(both: dict, real: np.ndarray, truth: np.ndarray, weights: np.nda
     score's threshold chosen on those points."""
     rescored = {name: s.rescored(weights)[real] for name, s in both.items()}
     points = points[np.isfinite(rescored["original"][points])]
-    fpr = {name: stats.fpr_at_tpr(values[points], truth[points], TARGET_TPR).fpr.estimate
+    fpr = {name: stats.fpr_at_tpr_estimate(values[points], truth[points], TARGET_TPR)
            for name, values in rescored.items()}
     return fpr["original"] - fpr["fractional"]
 
