@@ -13,7 +13,7 @@ sub-population:
     drop(R) = mean_k acc(h_k^S) - mean_k acc(h_k^{S \\ R}).
 
 "Does not lower" is a non-inferiority claim, so it holds only if the drop's upper bound is below a
-margin (a one-sided test at 2.5 %): supported if upper < 0.005, refuted if lower >= 0.005.
+margin (a one-sided test at 2.5 %): supported if upper < 0.005, refuted if lower > 0.005.
 The claim has two parts, the two reasons a point is truly memorized, and must hold for each:
 the mislabeled points' negative drop must not hide the singletons' cost. Decisive statistic, an
 intersection-union test (each part at the 95 % level, so no correction is needed): the drop
