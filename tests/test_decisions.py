@@ -7,6 +7,8 @@ supported), one where it is false (refuted) and one that straddles its threshold
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -225,6 +227,18 @@ def test_mem_gen_anticorrelated(accuracies, expected):
     if accuracies is MEAN_ALONE:
         assert raw.upper < 0, "the raw correlation alone would have supported it"
         assert beyond_mean.lower < 0 < beyond_mean.upper
+
+
+def test_a_correlation_given_a_figure_constant_across_configurations_has_no_interval():
+    # Every configuration fits its training points (training accuracy 1 in every model): a partial
+    # correlation given training accuracy does not exist, and the report says so instead of raising.
+    from harness.experiments import correlation_across_configurations
+
+    table = [(scores, test, np.ones_like(train)) for scores, test, train in configurations_table(0.9 - 2 * MEANS)]
+    interval = correlation_across_configurations(table, given="training accuracy", n_boot=200)
+    assert math.isnan(interval.lower) and math.isnan(interval.upper) and "undefined" in interval.method
+    statistic = Statistic.from_interval("partial r given training accuracy", interval, unit="configurations")
+    assert decide(statistic, mem_gen_anticorrelated.THRESHOLD) == INCONCLUSIVE
 
 
 # ----------------------------------------------------------------------------- removal claims
