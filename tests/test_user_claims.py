@@ -64,7 +64,7 @@ GRID = [family(4), family(16), family(64), family(16, epochs=1), family(64, epoc
 def test_mem_gen_anticorrelated_correlates_across_ones_own_families(features, tmp_path):
     result = run("mem-gen-anticorrelated", features, GRID, profile=TINY, store=tmp_path, device="cpu",
                  reports_dir=tmp_path / "reports")
-    assert result.case == "5 configurations" and result.dataset == "my-features"
+    assert result.case == "5 configurations on my-features" and result.dataset == "my-features"
     assert result.models_trained == 5 * TINY.models_per_configuration
     assert "Pearson r(" in result.decisive.name and "test accuracy" in result.decisive.name   # either part
     assert any("a test split drawn unlike the training set" in note for note in result.notes)
@@ -120,7 +120,7 @@ def test_verify_takes_a_list_of_families_for_mem_gen_anticorrelated(features, tm
     finally:
         sys.modules.pop("my_grid", None)
     out = capsys.readouterr().out.splitlines()
-    assert status in cli.EXIT_STATUS.values() and out[0].startswith("mem-gen-anticorrelated/5 configurations: ")
+    assert status in cli.EXIT_STATUS.values() and out[0].startswith("mem-gen-anticorrelated/5 configurations on mine: ")
     assert any("5 run(s) trained" in line for line in out)
     assert (tmp_path / "reports" / "mem-gen-anticorrelated").is_dir()
 
