@@ -295,10 +295,13 @@ def test_fpr_at_tpr_on_a_hand_made_example(target, threshold, fpr):
     assert point.fpr.estimate == fpr and point.fpr.n == 4
 
 
+# (score, is positive) rows with at least one positive, scores on a coarse grid so that ties occur.
+SCORED_ROWS = (st.lists(st.tuples(st.integers(0, 20).map(float), st.booleans()), min_size=1, max_size=60)
+               .filter(lambda rows: any(positive for _, positive in rows)))
+
+
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 20).map(float), st.booleans()), min_size=1, max_size=60)
-       .filter(lambda rows: any(positive for _, positive in rows)),
-       st.floats(0.01, 1.0))
+@given(SCORED_ROWS, st.floats(0.01, 1.0))
 def test_fpr_at_tpr_picks_the_largest_threshold_reaching_the_target(rows, target):
     scores = np.array([score for score, _ in rows])
     positive = np.array([flag for _, flag in rows])
@@ -311,9 +314,7 @@ def test_fpr_at_tpr_picks_the_largest_threshold_reaching_the_target(rows, target
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 20).map(float), st.booleans()), min_size=1, max_size=60)
-       .filter(lambda rows: any(positive for _, positive in rows)),
-       st.floats(0.01, 1.0))
+@given(SCORED_ROWS, st.floats(0.01, 1.0))
 def test_fpr_at_tpr_estimate_is_fpr_at_tpr_without_its_intervals(rows, target):
     """The bootstraps' fast path (no Wilson intervals) reads the same operating point, ties included."""
     scores = np.array([score for score, _ in rows])
