@@ -62,8 +62,9 @@ holds the truth (``../shared/STATISTICS.md``, "Checking intervals"):
   interval that covers).
 
 Each coverage comes with its Wilson interval over the replicates (200 resolve about +-0.03
-at 0.95); the types that carry a threshold (``THRESHOLDS``) also give their false decisions. The target: every type covers at least 0.93 at nominal 0.95 and none above 0.995
-(the bias checks are reported, not held to it).
+at 0.95); the types that carry a threshold (``THRESHOLDS``) also give their false decisions.
+The target: every type covers at least 0.93 at nominal 0.95 and none above 0.995 (the bias
+checks are reported, not held to it).
 """
 
 from __future__ import annotations
