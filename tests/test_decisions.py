@@ -134,6 +134,19 @@ def test_fractional_definition(positives, negatives, expected):
     check(fractional_definition.decide(scores, np.arange(len(truth)), truth, point_groups), expected)
 
 
+def test_fractional_definition_needs_enough_positives_for_an_interior_operating_point():
+    """The supported table above with 19 positives (the singletons and three of size 3): at 95 % TPR
+    the threshold would be the lowest positive's score, so the verdict is inconclusive and says why."""
+    point_groups = tables.groups()
+    truth = np.asarray(tables.GROUP_SIZES)[point_groups] <= 3
+    truth[np.flatnonzero(truth)[fractional_definition.MIN_POSITIVES - 1:]] = False
+    assert truth.sum() == fractional_definition.MIN_POSITIVES - 1 == 19
+    scores = tables.subsampled(np.where(truth, 0.6, 1.0), np.where(truth, 0.1, 0.5), 200, np.random.default_rng(0))
+    decision = fractional_definition.decide(scores, np.arange(len(truth)), truth, point_groups)
+    check(decision, INCONCLUSIVE)
+    assert "only 19 memorized points" in decision.decisive.note
+
+
 @pytest.mark.parametrize("direction, lower, upper, expected", [
     ("above", -0.03, 0.0, INCONCLUSIVE), ("above", -0.03, -1e-9, REFUTED), ("above", 0.0, 0.2, INCONCLUSIVE),
     ("above", 1e-9, 0.2, SUPPORTED), ("above", 0.0, 0.0, INCONCLUSIVE),
