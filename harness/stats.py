@@ -650,8 +650,12 @@ def power_statement(estimate: float, threshold: float, var_points: float, var_mo
                       f"{distance:.3g}: more models cannot help in practice")
     arms = " and ".join(f"{count:,} {arm}" for arm, count in needed.items())
     now = " and ".join(f"{count:,}" for count in models_per_arm.values())
+    # A zero V_points is the moment estimate clipped at 0 (the interaction as large as the points'
+    # one-way variance), not a measured absence of point noise.
+    caveat = (f"the half width from the {points}, {point_half:.3g}, does not shrink with models" if var_points > 0 else
+              f"the {points}' own share of the variance estimates at 0 here, so the count is rough")
     return needed, (f"about {arms} (now {now}) would decide it with {power:.0%} power if the estimate stayed "
-                    f"at {estimate:.3g} (the half width from the {points}, {point_half:.3g}, does not shrink with models)")
+                    f"at {estimate:.3g} ({caveat})")
 
 
 def normal_p_value(estimate: float, lower: float, upper: float, threshold: float, direction: str,

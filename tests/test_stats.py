@@ -426,6 +426,9 @@ def test_power_statement_projects_models_or_says_more_points():
     # (0.1 / 2.80)^2 = 1.2755e-3 allowed; (1.2755e-3 - 1e-4) -> factor 0.01 / 1.1755e-3 = 8.51.
     needed, sentence = power_statement(0.1, 0.0, 1e-4, 0.01, {"models per arm": 30})
     assert needed == {"models per arm": 256} and "256 models per arm (now 30)" in sentence
+    assert "the half width from the points, 0.0196, does not shrink" in sentence
+    needed, sentence = power_statement(0.1, 0.0, 0.0, 0.01, {"models per arm": 30})
+    assert needed == {"models per arm": 236} and "estimates at 0 here, so the count is rough" in sentence
     needed, sentence = power_statement(0.1, 0.0, 2e-3, 0.01, {"models per arm": 30})
     assert needed is None and sentence.startswith("more points, not more models")
     needed, sentence = power_statement(0.001, 0.0, 1e-9, 0.01, {"models per arm": 30})
