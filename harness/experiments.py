@@ -216,6 +216,11 @@ class Case:
     def id(self) -> str:
         return f"{self.family} on {self.data}" + (f" at r={self.rate}" if self.rate is not None else "")
 
+    @property
+    def on_real_images(self) -> bool:
+        """Whether the data are one of ``REAL_IMAGES`` (the profile lightens some designs there)."""
+        return self.data in REAL_IMAGES
+
     def spec(self, profile: Profile):
         if not isinstance(self.model, str):
             return self.model

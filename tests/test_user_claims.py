@@ -132,6 +132,7 @@ def test_a_case_takes_a_suite_family_by_name_or_a_family_of_ones_own():
     assert Case("my-features", own, 0.7).spec(TINY) is own
     assert Case("my-features", own, 0.7).id == "mlp-16-3 on my-features at r=0.7"
     assert Case("synthetic", "ridge").spec(TINY) is TINY.ridge and Case("synthetic", "ridge").family == "ridge"
+    assert Case("mnist", "mlp").on_real_images and not Case("synthetic", "mlp").on_real_images
     with pytest.raises(ValueError, match="unknown model family 'svm'"):
         Case("synthetic", "svm").spec(TINY)
 

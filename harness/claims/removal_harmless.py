@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import controls, plots
-from harness.experiments import REAL_IMAGES, describe_scores, load_or_skip, selection_scores
+from harness.experiments import describe_scores, load_or_skip, selection_scores
 from harness.profiles import FZ20_HIGH_INFLUENCE
 from harness.removal import marginal_utility, select_above
 from harness.verdict import CaseReport, ClaimResult, Control, Decision, Threshold, intersection_union, undecidable
@@ -98,7 +98,7 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     mislabeled = (data.mislabeled_train if data.mislabeled_train is not None
                   else np.zeros(data.n_train, dtype=bool))
     candidates = np.flatnonzero(singleton | mislabeled)
-    grouped = profile.grouped_loo_on_images and case.data in REAL_IMAGES
+    grouped = profile.grouped_loo_on_images and case.on_real_images
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate,
                                             targets=candidates, grouped=grouped)
     memorized = select_above(scores, MEMORIZATION_THRESHOLD)

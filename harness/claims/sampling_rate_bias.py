@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from harness import controls, plots, stats
-from harness.experiments import REAL_IMAGES, approximation_error, load_or_skip
+from harness.experiments import approximation_error, load_or_skip
 from harness.profiles import MIN_MODELS_OUT, OWN_FAMILY_RATE_BUDGET, RATE_MODEL_BUDGET, SIZE_BINS
 from harness.train import MLPSpec, RidgeSpec
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
@@ -166,7 +166,7 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     budget = model_budget(spec)
-    planned = {rate: models_at(rate, budget, profile) for rate in profile.sampling_rates_for(case.data in REAL_IMAGES)}
+    planned = {rate: models_at(rate, budget, profile) for rate in profile.sampling_rates_for(case.on_real_images)}
     resolvable = [rate for rate, models in planned.items() if models is not None]
     if len(resolvable) < 2:
         raise ValueError(f"{case.id}: fewer than two rates fit the budget ({planned})")

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from harness import plots, stats
-from harness.experiments import REAL_IMAGES, describe_scores, load_or_skip, selection_scores
+from harness.experiments import describe_scores, load_or_skip, selection_scores
 from harness.profiles import FZ20_RESOLVABLE_CHANGE, SIZE_BINS, size_bin
 from harness.removal import marginal_utility, random_selections, select_above
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, absolute_value,
@@ -124,7 +124,7 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
     scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
-    thresholds = profile.removal_thresholds_for(case.data in REAL_IMAGES)
+    thresholds = profile.removal_thresholds_for(case.on_real_images)
     selections = {theta: select_above(scores, theta) for theta in thresholds}
     selections = {theta: chosen for theta, chosen in selections.items() if chosen.any()}
     models = profile.removal_models
