@@ -108,13 +108,6 @@ def fpr_difference(scores, real: np.ndarray, truth: np.ndarray, clusters: np.nda
                                    components=components, reselects=True)["difference"]
 
 
-def fpr_difference_estimate(scores, real: np.ndarray, truth: np.ndarray) -> float:
-    """The decisive difference itself, as :func:`fpr_difference` estimates it (every model and
-    every real point once)."""
-    return _difference(_both(scores), real, np.asarray(truth, dtype=bool), np.ones(len(scores.model_groups)),
-                       np.arange(len(real)))
-
-
 def decide(scores, real: np.ndarray, truth: np.ndarray, clusters: np.ndarray, seed: int = 0) -> Decision:
     """From one subsampled ensemble's scores (with their model rows; ``real``: the positions of the
     real points among the scored ones, the rest being null points), the truth of every real point
