@@ -8,7 +8,9 @@ random sets; the same data), each into ``DIR/seed-<s>``, then reads the reports 
 - **flip**: supported under one seed and refuted under another (never acceptable: a verdict
   that flips with the seed alone was never evidence);
 - **spread ratio**: the standard deviation of the decisive estimate across seeds over the
-  interval's implied standard deviation (mean half width / 1.96). The interval holds the
+  interval's implied standard deviation (mean half width / 1.96), both on the scale the interval
+  was built on (``Statistic.on_interval_scale``: a correlation's Fisher z, the mean square under
+  a signed root), where a half width reads as 1.96 standard deviations. The interval holds the
   model-level noise the seeds show when the ratio is at most 1;
 - **controls supported**: under how many seeds the negative control came out supported (each
   such run already failed its case; an exactly null control does so 2.5 % of the time).
@@ -57,8 +59,7 @@ def summarise(out: Path) -> pd.DataFrame:
             by_case.setdefault(result.key, []).append(result)
     rows = []
     for key, results in sorted(by_case.items()):
-        estimates = np.array([r.decisive.estimate for r in results])
-        half_widths = np.array([r.decisive.half_width for r in results])
+        estimates, half_widths = np.array([r.decisive.on_interval_scale() for r in results]).T
         verdicts = [r.verdict for r in results]
         finite = np.isfinite(estimates) & np.isfinite(half_widths)
         spread = float(np.std(estimates[finite], ddof=1)) if finite.sum() >= 2 else math.nan

@@ -174,6 +174,12 @@ class Interval:
         return asdict(self)
 
 
+# The map from a statistic to the scale its interval was built on, where a half width reads as
+# 1.96 standard deviations: a correlation's Fisher z, and the signed square that undoes a signed
+# root taken after the bootstrap (grouped-leave-out's per-point RMS, from its mean square).
+TO_SCALE = {"identity": float, "atanh": math.atanh, "signed square": lambda x: math.copysign(x * x, x)}
+
+
 @dataclass(frozen=True)
 class CrossedInterval(Interval):
     """A crossed-bootstrap interval with the variance components behind it (module docstring).
@@ -190,7 +196,7 @@ class CrossedInterval(Interval):
     var_interaction: float = 0.0
     undefined: int = 0
     degenerate: bool = False
-    # The scale the variances are on: "identity", or "atanh" for a correlation (Fisher z).
+    # The scale the variances are on (a key of TO_SCALE): "identity", or "atanh" for a correlation (Fisher z).
     scale: str = "identity"
 
     @property

@@ -78,7 +78,8 @@ class Statistic:
     n: int
     unit: str = "models"
     note: str = ""
-    # From a crossed bootstrap: {"var_points", "var_models", "models_per_arm", "scale"} (harness.stats).
+    # From a crossed bootstrap: {"var_points", "var_models", "models_per_arm", "scale"} (harness.stats);
+    # "scale" alone where the interval is the image of another's (``on_interval_scale``).
     components: dict = field(default_factory=dict)
 
     @classmethod
@@ -124,6 +125,14 @@ class Statistic:
     @property
     def half_width(self) -> float:
         return (self.upper - self.lower) / 2
+
+    def on_interval_scale(self) -> tuple[float, float]:
+        """(estimate, half width) on the scale the interval was built on (``harness.stats.TO_SCALE``),
+        where the half width reads as 1.96 standard deviations."""
+        from harness.stats import TO_SCALE
+
+        to_scale = TO_SCALE[self.components.get("scale", "identity")]
+        return to_scale(self.estimate), (to_scale(self.upper) - to_scale(self.lower)) / 2
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -259,14 +268,12 @@ def power_of(statistic: Statistic, threshold: Threshold) -> tuple[dict | None, s
     """What would decide an inconclusive verdict: ``({arm: models}, sentence)`` from the
     statistic's variance components, ``(None, sentence)`` when more models cannot, and
     ``(None, "")`` when the verdict is decided."""
-    from harness.stats import power_statement
+    from harness.stats import TO_SCALE, power_statement
 
     if decide(statistic, threshold) != INCONCLUSIVE:
         return None, ""
     if math.isnan(statistic.lower) or math.isnan(statistic.upper):
         return None, f"no interval: {statistic.note or 'the data do not define this statistic'}"
-    if not statistic.components:
-        return None, "this interval has no model-level component to project"
     c = statistic.components
     if "zero_failure" in c:
         z = c["zero_failure"]
@@ -275,8 +282,10 @@ def power_of(statistic: Statistic, threshold: Threshold) -> tuple[dict | None, s
         return None, (f"nothing varied, so the interval is a zero-failure bound over {z['units']} units; about "
                       f"{z['needed']} each of models and sub-populations in the bin would bound it within the "
                       f"margin" + (f": more {wanted}" if wanted else ", which it has: the estimate itself is off"))
+    if "var_points" not in c:
+        return None, "this interval has no model-level component to project"
     fisher = c.get("scale") == "atanh"
-    transform = math.atanh if fisher else float
+    transform = TO_SCALE[c.get("scale", "identity")]
     needed, sentence = power_statement(transform(statistic.estimate), transform(threshold.value), c["var_points"],
                                        c["var_models"], c["models_per_arm"], points=statistic.unit)
     return needed, sentence + (" (distances and half widths on the Fisher z scale)" if fisher else "")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from harness.report import write_case_report
 from harness.seed_check import summarise
 from harness.verdict import ClaimResult, Control, Statistic, Threshold
@@ -22,3 +26,25 @@ def test_a_flip_a_wide_spread_and_a_supported_control_are_counted(tmp_path):
     assert (row["supported"], row["refuted"], row["inconclusive"]) == (1, 1, 1) and row["flip"]
     assert row["controls supported"] == 1
     assert row["spread ratio"] > 1      # estimates 0.3, -0.3, 0 against half widths of 0.1
+
+
+def rms_result(mean_square: float) -> ClaimResult:
+    """grouped-leave-out's per-point part: a signed root of a mean square and of its interval's ends."""
+    def root(x):
+        return math.copysign(math.sqrt(abs(x)), x)
+
+    return ClaimResult(claim="demo", case="signed root", dataset="toy",
+                       decisive=Statistic("RMS", root(mean_square), root(mean_square - 0.01), root(mean_square + 0.01),
+                                          30, components={"scale": "signed square"}),
+                       threshold=Threshold(0.05, "below", "a margin"))
+
+
+def test_the_spread_is_read_on_the_scale_the_interval_was_built_on(tmp_path):
+    for seed, mean_square in enumerate([0.0025, -0.0025, 0.001]):
+        write_case_report(rms_result(mean_square), tmp_path / f"seed-{seed}")
+    row = summarise(tmp_path).loc["demo/signed root"]
+    # Mean squares 0.0025, -0.0025, 0.001 (sd 0.0026) against half widths of 0.01: about 0.5. On the
+    # root's scale the same runs read 0.05, -0.05, 0.032 against half widths near 0.1: above 1.
+    assert 0.4 < row["spread ratio"] < 0.6
+    roots = [rms_result(m).decisive for m in (0.0025, -0.0025, 0.001)]
+    assert np.std([r.estimate for r in roots], ddof=1) / (np.mean([r.half_width for r in roots]) / 1.96) > 1

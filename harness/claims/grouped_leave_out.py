@@ -129,7 +129,8 @@ def per_point_error(estimate, exact, clusters: np.ndarray, strata: np.ndarray, n
     return Statistic(name, signed_root(interval.estimate), lower, upper, interval.n, unit="points",
                      note=f"sign(MS) sqrt(|MS|), MS = {interval.estimate:.3g} [{interval.lower:.3g}, "
                           f"{interval.upper:.3g}] the mean product of two model halves' per-point differences "
-                          f"({interval.method})")
+                          f"({interval.method})",
+                     components={"scale": "signed square"})
 
 
 def decide(grouped, exact, subsampled, small: np.ndarray, clusters: np.ndarray, models_per_arm: int,
