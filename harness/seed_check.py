@@ -8,7 +8,9 @@ random sets; the same data), each into ``DIR/seed-<s>``, then reads the reports 
 - **flip**: supported under one seed and refuted under another (never acceptable: a verdict
   that flips with the seed alone was never evidence);
 - **spread ratio**: the standard deviation of the decisive estimate across seeds over the
-  interval's implied standard deviation (mean half width / 1.96), both on the scale the interval
+  interval's implied standard deviation (mean half width / 1.96), for the statistic decisive
+  under most seeds (``statistic``: a claim whose parts are combined decides on the part nearest
+  to failing, which can change with the seed), both on the scale the interval
   was built on (``Statistic.on_interval_scale``: a correlation's Fisher z, the mean square under
   a signed root), where a half width reads as 1.96 standard deviations. The interval holds the
   model-level noise the seeds show when the ratio is at most 1;
@@ -27,13 +29,14 @@ import math
 import subprocess
 import tempfile
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness.report import load_results
-from harness.verdict import REFUTED, SUPPORTED
+from harness.verdict import REFUTED, SUPPORTED, Statistic
 
 Z = 1.959963984540054
 
@@ -48,6 +51,15 @@ def run_seeds(seeds: int, out: Path, profile: str, keyword: str | None, workers:
         subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
+def _followed_statistic(results: list) -> tuple[str, list]:
+    """The statistic decisive under most seeds, and its value under every seed. Where parts are
+    combined (intersection-union), the part nearest to failing decides, and that can change with
+    the seed; the spread compares one statistic across seeds, never one part's estimate with another's."""
+    name = Counter(r.decisive.name for r in results).most_common(1)[0][0]
+    nan = Statistic(name, math.nan, math.nan, math.nan, 0)
+    return name, [next((s for s in r.all_statistics() if s.name == name), nan) for r in results]
+
+
 def summarise(out: Path) -> pd.DataFrame:
     """One row per case over the seeds found under ``out``: verdicts, flip, spread ratio."""
     runs = sorted(out.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -59,7 +71,8 @@ def summarise(out: Path) -> pd.DataFrame:
             by_case.setdefault(result.key, []).append(result)
     rows = []
     for key, results in sorted(by_case.items()):
-        estimates, half_widths = np.array([r.decisive.on_interval_scale() for r in results]).T
+        name, followed = _followed_statistic(results)
+        estimates, half_widths = np.array([s.on_interval_scale() for s in followed]).T
         verdicts = [r.verdict for r in results]
         finite = np.isfinite(estimates) & np.isfinite(half_widths)
         spread = float(np.std(estimates[finite], ddof=1)) if finite.sum() >= 2 else math.nan
@@ -70,7 +83,7 @@ def summarise(out: Path) -> pd.DataFrame:
                      "flip": SUPPORTED in verdicts and REFUTED in verdicts,
                      "controls supported": sum(r.control_verdict == SUPPORTED for r in results),
                      "estimate sd across seeds": spread, "implied sd of the interval": implied,
-                     "spread ratio": spread / implied if implied > 0 else math.nan})
+                     "spread ratio": spread / implied if implied > 0 else math.nan, "statistic": name})
     return pd.DataFrame(rows).set_index("case")
 
 

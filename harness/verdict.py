@@ -79,7 +79,8 @@ class Statistic:
     unit: str = "models"
     note: str = ""
     # From a crossed bootstrap: {"var_points", "var_models", "models_per_arm", "scale"} (harness.stats);
-    # "scale" alone where the interval is the image of another's (``on_interval_scale``).
+    # "scale" alone where the interval is the image of another's, "folded from" where it is D's under
+    # |.| (``on_interval_scale``).
     components: dict = field(default_factory=dict)
 
     @classmethod
@@ -127,12 +128,14 @@ class Statistic:
         return (self.upper - self.lower) / 2
 
     def on_interval_scale(self) -> tuple[float, float]:
-        """(estimate, half width) on the scale the interval was built on (``harness.stats.TO_SCALE``),
-        where the half width reads as 1.96 standard deviations."""
+        """(estimate, half width) on the scale the interval was built on, where the half width reads
+        as 1.96 standard deviations: a folded statistic's signed one (|D|, margin - |D|: D), mapped
+        by ``harness.stats.TO_SCALE``."""
         from harness.stats import TO_SCALE
 
+        estimate, lower, upper = self.components.get("folded from", (self.estimate, self.lower, self.upper))
         to_scale = TO_SCALE[self.components.get("scale", "identity")]
-        return to_scale(self.estimate), (to_scale(self.upper) - to_scale(self.lower)) / 2
+        return to_scale(estimate), (to_scale(upper) - to_scale(lower)) / 2
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -245,7 +248,14 @@ def absolute_value(signed: Statistic) -> Statistic:
     lower, upper = signed.lower, signed.upper
     nearest = 0.0 if lower <= 0.0 <= upper else min(abs(lower), abs(upper))
     return Statistic(f"|{signed.name}|", abs(signed.estimate), nearest, max(abs(lower), abs(upper)), signed.n,
-                     unit=signed.unit, note=signed.note, components=signed.components)
+                     unit=signed.unit, note=signed.note, components=_folded_from(signed))
+
+
+def _folded_from(signed: Statistic) -> dict:
+    """``signed``'s components with its own figures, which a fold under |.| cannot give back:
+    D's interval is the one the bootstrap built (``Statistic.on_interval_scale``)."""
+    return {**signed.components, "folded from": signed.components.get(
+        "folded from", [signed.estimate, signed.lower, signed.upper])}
 
 
 def margin_left(signed: Statistic, margin: float) -> Statistic:
@@ -256,7 +266,7 @@ def margin_left(signed: Statistic, margin: float) -> Statistic:
     return Statistic(f"{format_number(margin)} minus |{signed.name}|", margin - absolute.estimate,
                      margin - absolute.upper, margin - absolute.lower, signed.n, signed.unit,
                      "; ".join(filter(None, [signed.note, "above 0 when the whole interval lies within the margin"])),
-                     signed.components)
+                     _folded_from(signed))
 
 
 def undecidable(name: str, reason: str, unit: str = "points") -> Statistic:

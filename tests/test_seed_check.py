@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from harness.report import write_case_report
 from harness.seed_check import summarise
-from harness.verdict import ClaimResult, Control, Statistic, Threshold
+from harness.verdict import ClaimResult, Control, Statistic, Threshold, absolute_value, margin_left
 
 
 def result(estimate: float, control_lower: float) -> ClaimResult:
@@ -48,3 +49,29 @@ def test_the_spread_is_read_on_the_scale_the_interval_was_built_on(tmp_path):
     assert 0.4 < row["spread ratio"] < 0.6
     roots = [rms_result(m).decisive for m in (0.0025, -0.0025, 0.001)]
     assert np.std([r.estimate for r in roots], ddof=1) / (np.mean([r.half_width for r in roots]) / 1.96) > 1
+
+
+def test_the_spread_follows_one_statistic_when_the_deciding_part_changes_with_the_seed(tmp_path):
+    """Two parts, "wide" (estimates near 0.5, half width 0.2) and "narrow" (near 0, half width
+    0.01); "narrow" decides under two seeds of three. Mixing the parts' estimates would read a
+    spread of about 0.29 against a narrow interval; following "narrow" reads its own."""
+    for seed, (narrow, wide, decides) in enumerate([(0.001, 0.5, "narrow"), (-0.001, 0.55, "narrow"),
+                                                    (0.0, 0.45, "wide")]):
+        parts = {"narrow": Statistic("narrow", narrow, narrow - 0.01, narrow + 0.01, 30),
+                 "wide": Statistic("wide", wide, wide - 0.2, wide + 0.2, 30)}
+        write_case_report(ClaimResult(claim="demo", case="two parts", dataset="toy", decisive=parts[decides],
+                                      threshold=Threshold(0.05, "below", "a margin"),
+                                      statistics=list(parts.values())), tmp_path / f"seed-{seed}")
+    row = summarise(tmp_path).loc["demo/two parts"]
+    assert row["statistic"] == "narrow"
+    assert row["spread ratio"] == pytest.approx(np.std([0.001, -0.001, 0.0], ddof=1) / (0.01 / 1.959963984540054))
+
+
+def test_a_folded_statistic_is_read_as_the_signed_one_its_interval_came_from():
+    """margin - |D| and |D| fold D's interval at 0; the bootstrap built D's, so the spread is read there."""
+    signed = Statistic("D", 0.01, -0.04, 0.06, 30)
+    assert margin_left(signed, 0.05).on_interval_scale() == pytest.approx((0.01, 0.05))
+    assert absolute_value(signed).on_interval_scale() == pytest.approx((0.01, 0.05))
+    assert margin_left(absolute_value(signed), 0.05).on_interval_scale() == pytest.approx((0.01, 0.05))
+    # Folded, the same figures read 0.04 [-0.01, 0.05]: a half width of 0.03, not D's 0.05.
+    assert margin_left(signed, 0.05).half_width == pytest.approx(0.03)
