@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         print(table.round(4).to_string())
     bad = table[table["flip"] | (table["spread ratio"] > 1)]
     if len(bad):
+        # stderr, so that --json's stdout stays one JSON document
         print(f"\n{len(bad)} case(s) flip between supported and refuted or spread more than their interval "
-              f"implies: {', '.join(bad.index)}")
+              f"implies: {', '.join(bad.index)}", file=sys.stderr)
         raise SystemExit(1)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from harness.report import write_case_report
-from harness.seed_check import summarise
+from harness.seed_check import main, summarise
 from harness.verdict import ClaimResult, Control, Statistic, Threshold, absolute_value, margin_left
 
 
@@ -75,3 +76,14 @@ def test_a_folded_statistic_is_read_as_the_signed_one_its_interval_came_from():
     assert margin_left(absolute_value(signed), 0.05).on_interval_scale() == pytest.approx((0.01, 0.05))
     # Folded, the same figures read 0.04 [-0.01, 0.05]: a half width of 0.03, not D's 0.05.
     assert margin_left(signed, 0.05).half_width == pytest.approx(0.03)
+
+
+def test_json_output_stays_one_document_when_a_case_fails(tmp_path, capsys):
+    for seed, estimate in enumerate([0.3, -0.3]):
+        write_case_report(result(estimate, -0.1), tmp_path / f"seed-{seed}")
+    with pytest.raises(SystemExit) as failed:
+        main(["--summarise-only", "--out", str(tmp_path), "--json"])
+    assert failed.value.code == 1
+    output = capsys.readouterr()
+    assert [row["case"] for row in json.loads(output.out)] == ["demo/one case"]
+    assert "flip" in output.err
