@@ -318,6 +318,18 @@ def test_removal_shifts_distribution(drop_purged, drop_kept, expected):
     check(removal_shifts_distribution.decide(utility), expected)
 
 
+def test_removal_shifts_distribution_shuffles_only_subpopulations_with_test_points():
+    """Five singletons purged, one of them with test points, and one like-sized stand-in: a purge
+    flag shuffled onto a purged singleton without test points would leave the other side of the
+    control's contrast empty (as on digits under seed 1)."""
+    with_tests = np.flatnonzero(np.asarray(tables.GROUP_SIZES) > 1).tolist() + [0, 5]
+    data = removal_data(group_test=np.repeat(with_tests, 2))
+    full = np.full(data.n_test, 0.8)
+    utility = tables.removal(data, full, {"memorized": (GROUPS < 5, full - 0.3 * (data.group_test == 0))}, models=100)
+    decision = removal_shifts_distribution.decide(utility)    # raised "selects no test point" before
+    assert decision.verdict == SUPPORTED and decision.control_verdict != SUPPORTED
+
+
 @pytest.mark.parametrize("drop_mislabeled, drop_singletons, expected", [
     (-0.02, 0.0, SUPPORTED), (-0.08, 0.04, REFUTED), (0.0, 0.005, INCONCLUSIVE),
 ], ids=["decision of removal-harmless: neither part lowering accuracy is supported",

@@ -68,7 +68,9 @@ def decide(utility, seed: int = 0) -> Decision:
         return Decision(missing, THRESHOLD, Control(missing, CONTROL))
     decisive = utility.statistic(NAME, utility.drop_contrast("memorized", purged, standing_in),
                                  f"{len(purged_groups)} purged sub-populations against {len(stand_ins)} stand-ins")
-    both = np.concatenate([purged_groups, stand_ins])
+    # The contrasts read test points, so only sub-populations with some take part in the shuffle: a
+    # purge flag on one without would pose nothing, and could leave a side of the contrast empty.
+    both = np.concatenate([purged_groups[np.isin(purged_groups, data.group_test)], stand_ins])
     is_purged, bins = np.isin(both, purged_groups), controls.group_bins(data, both)
     shuffles = controls.rng(seed)
 
