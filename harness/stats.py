@@ -101,18 +101,20 @@ effects ``V_points = V_points only - E`` (E = V_both - V_points only - V_models 
 ``V_models = V - V_points`` (model effects and interaction, both of which shrink with models).
 
 Each one-way variance is the bootstrap's, which for a mean of n units resampled within a group
-is (n - 1) / n of the unbiased s^2 / n; with few units (ten LOO targets in a size bin) that and
-z in place of t make the interval about 0.93 of a t interval's width. So each way's variance is
-multiplied by ``u / (u - g)`` (u units in g groups of two or more: model rows in pools, clusters
-in strata; exact for groups of equal size), and the scaled interval's half widths by
-``t_{nu, 1-alpha/2} / z_{1-alpha/2}``, nu the Welch-Satterthwaite degrees of freedom of the sum
-(``u - g`` for each way)::
+is (n - 1) / n of the unbiased s^2 / n; with few units (ten LOO targets in a size bin, five
+like-sized kept sub-populations) that and z in place of t make the interval too narrow (ten
+units: 0.93 of a t interval's width). So the points' one-way run is made stratum by stratum
+(each stratum resampled on its own, the rest held), giving each stratum's variance V_h over its
+n_h units, and each part is made unbiased: V_h by n_h / (n_h - 1), the models' by u / (u - g)
+(u rows in g pools of two or more; exact for pools of equal size). The scaled interval's half
+widths are then multiplied by ``t_{nu, 1-alpha/2} / z_{1-alpha/2}``, nu the Welch-Satterthwaite
+degrees of freedom of the sum::
 
-    V = f_points V_points only + f_models V_models only,    nu = V^2 / sum_way (f V_way only)^2 / (u - g).
+    V_points only = sum_h n_h / (n_h - 1) V_h,     V_models only = u / (u - g) V_models,
+    nu = (V_points only + V_models only)^2 / (sum_h (n_h / (n_h - 1) V_h)^2 / (n_h - 1) + (u / (u - g) V_models)^2 / (u - g)).
 
-A statistic that reads a single stratum has fewer degrees than ``u - g`` counts for the whole
-point set; the pooled figure is kept, since the strata a statistic reads are not known here.
-With many units both factors are 1 to within a percent or two.
+A stratum of one unit resamples to itself and adds nothing. With many units in every stratum
+both factors are 1 to within a percent or two.
 
 With K' = f K models per pool, ``V(f) = V_points + V_models / f``. For power 1 - beta at the
 distance d between estimate and threshold, ``(z_{1-alpha/2} + z_{1-beta})^2 V(f) = d^2``:
@@ -474,6 +476,7 @@ class Points:
         ids[own] = ids.max(initial=-1) + 1 + np.arange(len(own))
         units, unit_of_point = np.unique(np.stack([stratum_of_point, ids]), axis=1, return_inverse=True)
         object.__setattr__(self, "unit_of_point", unit_of_point.ravel())
+        object.__setattr__(self, "stratum_of_unit", units[0])
         object.__setattr__(self, "_draw", _WithinGroups(units[0]))
 
     @property
@@ -485,20 +488,24 @@ class Points:
         return self._draw.n
 
     @property
-    def spread(self) -> SmallSample:
-        """The units (clusters) in strata of two or more, and those strata."""
-        return self._draw.spread
+    def strata_that_vary(self) -> dict[int, int]:
+        """Each stratum of two or more units (a stratum of one resamples to itself): its units."""
+        strata, units = np.unique(self.stratum_of_unit, return_counts=True)
+        return {int(stratum): int(count) for stratum, count in zip(strata, units) if count >= 2}
 
-    def resample(self, rng: np.random.Generator) -> np.ndarray:
-        """Indices of the points of one resample (repeats allowed), in point order."""
-        counts = self._draw.counts(rng).astype(np.int64)[self.unit_of_point]
-        return np.repeat(np.arange(self.n), counts)
+    def resample(self, rng: np.random.Generator, stratum: int | None = None) -> np.ndarray:
+        """Indices of the points of one resample (repeats allowed), in point order; with
+        ``stratum``, only that stratum's units are resampled and every other point kept once."""
+        counts = self._draw.counts(rng).astype(np.int64)
+        if stratum is not None:
+            counts[self.stratum_of_unit != stratum] = 1
+        return np.repeat(np.arange(self.n), counts[self.unit_of_point])
 
 
 @dataclass(frozen=True)
 class SmallSample:
     """``units`` resampled with replacement within ``groups`` groups (each of two or more): the
-    bootstrap's variance of a mean is (n_g - 1) / n_g of the unbiased one in each group, so the
+    bootstrap's variance of a mean is (n_g - 1) / n_g of the unbiased one in each group, so a
     one-way variance is multiplied by ``factor`` = units / (units - groups) (exact for groups of
     equal size), and it has ``degrees`` = units - groups degrees of freedom (module docstring)."""
 
@@ -512,11 +519,6 @@ class SmallSample:
     @property
     def factor(self) -> float:
         return self.units / self.degrees if self.degrees > 0 else 1.0
-
-    @staticmethod
-    def combined(parts) -> "SmallSample":
-        parts = list(parts)
-        return SmallSample(sum(p.units for p in parts), sum(p.groups for p in parts))
 
 
 class _WithinGroups:
@@ -552,14 +554,21 @@ class Replicate:
 
 
 def _replicates(model_pools: dict, point_sets: dict, n_boot: int, seed: int,
-                resample_models: bool, resample_points: bool):
+                resample_models: bool, resample_points: bool | tuple[str, int]):
+    """``resample_points``: every point set, none, or one ``(set, stratum)``."""
     rng = np.random.default_rng(seed)
     draws = {name: _WithinGroups(groups) for name, groups in model_pools.items()}
+    only = resample_points if isinstance(resample_points, tuple) else None
+
+    def points_of(name, points):
+        if only is not None:
+            return points.resample(rng, only[1]) if name == only[0] else np.arange(points.n)
+        return points.resample(rng) if resample_points else np.arange(points.n)
+
     for _ in range(n_boot):
         yield Replicate(
             {name: draw.counts(rng) if resample_models else np.ones(draw.n) for name, draw in draws.items()},
-            {name: points.resample(rng) if resample_points else np.arange(points.n)
-             for name, points in point_sets.items()})
+            {name: points_of(name, points) for name, points in point_sets.items()})
 
 
 def _values(replicates: list[dict], name: str) -> np.ndarray:
@@ -571,10 +580,10 @@ def _finite_variance(values: np.ndarray) -> float:
     return float(np.var(finite)) if len(finite) >= 2 else math.nan
 
 
-def _welch_satterthwaite(components: dict[str, tuple[float, int]]) -> float:
+def _welch_satterthwaite(components: list[tuple[float, int]]) -> float:
     """Degrees of freedom of a sum of variances, each ``(variance, its degrees)``; a component
     without degrees (nothing to resample) adds no variance and is left out."""
-    counted = [(v, d) for v, d in components.values() if d > 0 and math.isfinite(v) and v > 0]
+    counted = [(v, d) for v, d in components if d > 0 and math.isfinite(v) and v > 0]
     denominator = sum(v * v / d for v, d in counted)
     return sum(v for v, _ in counted) ** 2 / denominator if denominator > 0 else math.inf
 
@@ -588,8 +597,8 @@ def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | Non
     ``statistic(replicate)`` returns ``{name: value}`` (NaN where a figure does not exist in
     that resample). ``models`` maps a model pool's name to one group label per row (rows are
     resampled within their group); ``points`` maps a point set's name to its :class:`Points`.
-    ``components`` adds the one-way runs that estimate the variance components (half as many
-    resamples each); the power statement needs them. ``reselects``: the statistic re-selects
+    ``components`` adds the one-way runs that estimate the variance components (the models' with
+    half as many resamples, the points' split over their strata); the power statement needs them. ``reselects``: the statistic re-selects
     points inside each replicate, so its interval is not scaled to the one-way variances.
     """
     _check_alpha(alpha)
@@ -606,17 +615,21 @@ def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | Non
                          {name: np.arange(p.n) for name, p in points.items()})
     estimates = {name: float(value) for name, value in statistic(original).items()}
     both = [statistic(r) for r in _replicates(models, points, n_boot, seed, True, True)]
-    one_way = {}
+    # One-way runs: the models, then each stratum of points on its own, so that each part's
+    # variance gets its own small-sample factor and degrees (module docstring).
+    strata = [((name, stratum), SmallSample(units, 1)) for name, p in points.items()
+              for stratum, units in p.strata_that_vary.items()]
+    runs = []
+    if components and models:
+        pools = [_WithinGroups(groups).spread for groups in models.values()]
+        runs.append(("models", True, False, max(100, n_boot // 2),
+                     SmallSample(sum(p.units for p in pools), sum(p.groups for p in pools))))
     if components:
-        for label, with_models, with_points in (("models", True, False), ("points", False, True)):
-            if (with_models and models) or (with_points and points):
-                one_way[label] = [statistic(r) for r in _replicates(models, points, max(100, n_boot // 2),
-                                                                    seed + 1 + len(one_way),
-                                                                    with_models, with_points)]
+        runs += [(key, False, key, max(100, n_boot // (2 * len(strata))), spread) for key, spread in strata]
+    one_way = [(key, [statistic(r) for r in _replicates(models, points, count, seed + 1 + i, with_models, with_points)],
+                spread) for i, (key, with_models, with_points, count, spread) in enumerate(runs)]
     n_points = sum(p.n for p in points.values())
     n_models = sum(len(groups) for groups in models.values())
-    spread = {"models": SmallSample.combined(_WithinGroups(groups).spread for groups in models.values()),
-              "points": SmallSample.combined(p.spread for p in points.values())}
     resampled = ([f"models within {sum(len(np.unique(g)) for g in models.values())} pools"] if models else []) + \
                 ([f"points in {sum(p.n_clusters for p in points.values())} clusters"] if points else [])
     out = {}
@@ -625,8 +638,15 @@ def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | Non
         finite = replicates[np.isfinite(replicates)]
         undefined = len(replicates) - len(finite)
         method = f"crossed bootstrap percentile ({', '.join(resampled)}; {n_boot} resamples)"
-        variances = {label: _finite_variance(_values(values, name)) for label, values in one_way.items()}
-        unbiased = {label: spread[label].factor * value for label, value in variances.items()}
+        parts = {key: (_finite_variance(_values(values, name)), spread) for key, values, spread in one_way}
+        variances, unbiased = {}, {}
+        if components and models:
+            raw, spread = parts["models"]
+            variances["models"], unbiased["models"] = raw, spread.factor * raw
+        if components and points:
+            in_strata = [part for key, part in parts.items() if key != "models"]
+            variances["points"] = sum(raw for raw, _ in in_strata)
+            unbiased["points"] = sum(spread.factor * raw for raw, spread in in_strata)
         common = dict(n=n_points or n_models, models=n_models, undefined=undefined,
                       var_models_only=float(unbiased.get("models", math.nan)),
                       var_points_only=float(unbiased.get("points", 0.0 if not points else math.nan)))
@@ -647,7 +667,7 @@ def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | Non
             # variance unbiased for its few units, with a t quantile on their degrees (module docstring).
             corrected = sum(unbiased.values())
             target = min(variance, one_way_sum) * (corrected / one_way_sum if one_way_sum > 0 else 1.0)
-            degrees = _welch_satterthwaite({label: (unbiased[label], spread[label].degrees) for label in unbiased})
+            degrees = _welch_satterthwaite([(spread.factor * raw, spread.degrees) for raw, spread in parts.values()])
             widen = float(scipy_stats.t.ppf(1 - alpha / 2, degrees)) / _normal_quantile(alpha)
             scale = math.sqrt(target / variance) * widen
             lower, upper = estimate - scale * (estimate - lower), estimate + scale * (upper - estimate)

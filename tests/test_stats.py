@@ -383,6 +383,29 @@ def test_a_mean_over_ten_clusters_is_as_wide_as_a_t_interval():
     assert "t on 9 degrees of freedom" in interval.method
 
 
+def test_a_contrast_of_five_clusters_with_a_hundred_is_as_wide_as_welchs_t_interval():
+    # Each stratum's variance and degrees count on their own: the five clusters' side dominates
+    # with 4 degrees of freedom, which pooling the strata's 103 degrees would hide.
+    rng = np.random.default_rng(1)
+    strata = np.r_[np.zeros(5), np.ones(100)]
+    over_welch = []
+    for draw in range(100):
+        few, many = rng.normal(0, 1, 5), rng.normal(0, 1, 100)
+        values = np.r_[few, many]
+
+        def contrast(replicate):
+            drawn = replicate.points["p"]
+            return {"d": float(values[drawn][strata[drawn] == 0].mean() - values[drawn][strata[drawn] == 1].mean())}
+
+        interval = crossed_bootstrap(contrast, {"m": np.zeros(2)}, {"p": Points(np.arange(105), strata)},
+                                     seed=draw)["d"]
+        v_few, v_many = few.var(ddof=1) / 5, many.var(ddof=1) / 100
+        degrees = (v_few + v_many) ** 2 / (v_few**2 / 4 + v_many**2 / 99)
+        welch = scipy_stats.t.ppf(0.975, degrees) * math.sqrt(v_few + v_many)
+        over_welch.append((interval.upper - interval.lower) / (2 * welch))
+    assert np.median(over_welch) == pytest.approx(1.0, rel=0.1)
+
+
 def test_a_statistic_that_reselects_keeps_the_unscaled_percentile_interval():
     rng = np.random.default_rng(2)
     scores = rng.normal(0, 1, (30, 200)) + rng.normal(0, 0.5, 200)[None, :]
