@@ -54,8 +54,11 @@ def run_seeds(seeds: int, out: Path, profile: str, keyword: str | None, workers:
 def _followed_statistic(results: list) -> tuple[str, list]:
     """The statistic decisive under most seeds, and its value under every seed. Where parts are
     combined (intersection-union), the part nearest to failing decides, and that can change with
-    the seed; the spread compares one statistic across seeds, never one part's estimate with another's."""
-    name = Counter(r.decisive.name for r in results).most_common(1)[0][0]
+    the seed; the spread compares one statistic across seeds, never one part's estimate with another's.
+    A part that is missing (no interval: too few points in a bin) decides as undecidable, and has
+    no spread to compare, so the count is over the decisive statistics with an interval, if any."""
+    with_interval = [r.decisive.name for r in results if all(map(math.isfinite, r.decisive.on_interval_scale()))]
+    name = Counter(with_interval or [r.decisive.name for r in results]).most_common(1)[0][0]
     nan = Statistic(name, math.nan, math.nan, math.nan, 0)
     return name, [next((s for s in r.all_statistics() if s.name == name), nan) for r in results]
 

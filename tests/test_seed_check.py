@@ -68,6 +68,21 @@ def test_the_spread_follows_one_statistic_when_the_deciding_part_changes_with_th
     assert row["spread ratio"] == pytest.approx(np.std([0.001, -0.001, 0.0], ddof=1) / (0.01 / 1.959963984540054))
 
 
+def test_the_spread_follows_a_statistic_with_an_interval_over_a_missing_part(tmp_path):
+    """A part without an interval (too few points in a bin) decides, as undecidable, under two
+    seeds of three; the other part, with an interval under every seed, is the one followed."""
+    for seed, (missing_decides, estimate) in enumerate([(True, 0.02), (True, 0.03), (False, 0.01)]):
+        missing = Statistic("missing part", math.nan, math.nan, math.nan, 0)
+        measured = Statistic("measured part", estimate, estimate - 0.02, estimate + 0.02, 30)
+        write_case_report(ClaimResult(claim="demo", case="a missing part", dataset="toy",
+                                      decisive=missing if missing_decides else measured,
+                                      threshold=Threshold(0.05, "below", "a margin"),
+                                      statistics=[missing, measured]), tmp_path / f"seed-{seed}")
+    row = summarise(tmp_path).loc["demo/a missing part"]
+    assert row["statistic"] == "measured part"
+    assert row["spread ratio"] == pytest.approx(np.std([0.02, 0.03, 0.01], ddof=1) / (0.02 / 1.959963984540054))
+
+
 def test_a_folded_statistic_is_read_as_the_signed_one_its_interval_came_from():
     """margin - |D| and |D| fold D's interval at 0; the bootstrap built D's, so the spread is read there."""
     signed = Statistic("D", 0.01, -0.04, 0.06, 30)
