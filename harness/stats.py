@@ -598,8 +598,9 @@ def crossed_bootstrap(statistic: Callable[[Replicate], dict], models: dict | Non
     that resample). ``models`` maps a model pool's name to one group label per row (rows are
     resampled within their group); ``points`` maps a point set's name to its :class:`Points`.
     ``components`` adds the one-way runs that estimate the variance components (the models' with
-    half as many resamples, the points' split over their strata); the power statement needs them. ``reselects``: the statistic re-selects
-    points inside each replicate, so its interval is not scaled to the one-way variances.
+    half as many resamples, the points' split over their strata); the power statement needs them.
+    ``reselects``: the statistic re-selects points inside each replicate, so its interval is not
+    scaled to the one-way variances.
     """
     _check_alpha(alpha)
     _check_n_boot(n_boot)
