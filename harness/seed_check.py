@@ -9,8 +9,8 @@ random sets; the same data), each into ``DIR/seed-<s>``, then reads the reports 
   that flips with the seed alone was never evidence);
 - **spread ratio**: the standard deviation of the decisive estimate across seeds over the
   interval's implied standard deviation (mean half width / 1.96), for the statistic decisive
-  under most seeds (``statistic``: a claim whose parts are combined decides on the part nearest
-  to failing, which can change with the seed), both on the scale the interval
+  under most seeds among those with an interval (``statistic``: a claim whose parts are combined
+  decides on the part nearest to failing, which can change with the seed), both on the scale the interval
   was built on (``Statistic.on_interval_scale``: a correlation's Fisher z, the mean square under
   a signed root), where a half width reads as 1.96 standard deviations. The interval holds the
   model-level noise the seeds show when the ratio is at most 1;
