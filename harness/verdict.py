@@ -127,15 +127,15 @@ class Statistic:
     def half_width(self) -> float:
         return (self.upper - self.lower) / 2
 
-    def on_interval_scale(self) -> tuple[float, float]:
-        """(estimate, half width) on the scale the interval was built on, where the half width reads
+    def on_interval_scale(self) -> tuple[float, float, float]:
+        """(estimate, lower, upper) on the scale the interval was built on, where a half width reads
         as 1.96 standard deviations: a folded statistic's signed one (|D|, margin - |D|: D), mapped
         by ``harness.stats.TO_SCALE``."""
         from harness.stats import TO_SCALE
 
         estimate, lower, upper = self.components.get("folded from", (self.estimate, self.lower, self.upper))
         to_scale = TO_SCALE[self.components.get("scale", "identity")]
-        return to_scale(estimate), (to_scale(upper) - to_scale(lower)) / 2
+        return to_scale(estimate), to_scale(lower), to_scale(upper)
 
     def as_dict(self) -> dict:
         return asdict(self)

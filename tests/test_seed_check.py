@@ -86,9 +86,9 @@ def test_the_spread_follows_a_statistic_with_an_interval_over_a_missing_part(tmp
 def test_a_folded_statistic_is_read_as_the_signed_one_its_interval_came_from():
     """margin - |D| and |D| fold D's interval at 0; the bootstrap built D's, so the spread is read there."""
     signed = Statistic("D", 0.01, -0.04, 0.06, 30)
-    assert margin_left(signed, 0.05).on_interval_scale() == pytest.approx((0.01, 0.05))
-    assert absolute_value(signed).on_interval_scale() == pytest.approx((0.01, 0.05))
-    assert margin_left(absolute_value(signed), 0.05).on_interval_scale() == pytest.approx((0.01, 0.05))
+    assert margin_left(signed, 0.05).on_interval_scale() == pytest.approx((0.01, -0.04, 0.06))
+    assert absolute_value(signed).on_interval_scale() == pytest.approx((0.01, -0.04, 0.06))
+    assert margin_left(absolute_value(signed), 0.05).on_interval_scale() == pytest.approx((0.01, -0.04, 0.06))
     # Folded, the same figures read 0.04 [-0.01, 0.05]: a half width of 0.03, not D's 0.05.
     assert margin_left(signed, 0.05).half_width == pytest.approx(0.03)
 
@@ -102,3 +102,19 @@ def test_json_output_stays_one_document_when_a_case_fails(tmp_path, capsys):
     output = capsys.readouterr()
     assert [row["case"] for row in json.loads(output.out)] == ["demo/one case"]
     assert "flip" in output.err
+
+
+def test_the_ratio_carries_its_chi_square_interval_and_the_seeds_covering_their_mean(tmp_path):
+    """Eight seeds: a ratio's 95 % interval runs from 0.661 to 2.035 times it (chi-square on 7
+    degrees of freedom). The estimates 0, 0.1, ..., 0.7 (mean 0.35) with half widths of 0.3 hold the
+    mean under the seeds 1 to 6 (0.05 to 0.65), not under 0 and 7."""
+    for seed in range(8):
+        estimate = seed / 10
+        write_case_report(ClaimResult(claim="demo", case="eight seeds", dataset="toy",
+                                      decisive=Statistic("effect", estimate, estimate - 0.3, estimate + 0.3, 40),
+                                      threshold=Threshold(0.0, "above", "the sign")), tmp_path / f"seed-{seed}")
+    row = summarise(tmp_path).loc["demo/eight seeds"]
+    ratio = np.std(np.arange(8) / 10, ddof=1) / (0.3 / 1.959963984540054)
+    assert row["spread ratio"] == pytest.approx(ratio)
+    assert (row["ratio lower"], row["ratio upper"]) == pytest.approx((0.6612 * ratio, 2.0353 * ratio), rel=1e-3)
+    assert (row["seeds covering the mean"], row["seeds with an interval"]) == (6, 8)
