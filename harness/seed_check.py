@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import tempfile
 import sys
@@ -62,16 +63,36 @@ def run_seeds(seeds: int, out: Path, profile: str, keyword: str | None, workers:
         subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
+def _part(name: str) -> str:
+    """A statistic's name with its counts blanked: "share of singletons, 29 lowest minus 29 highest
+    error" under one seed is "..., 31 lowest ..." under another (k follows the points selected)."""
+    return re.sub(r"\d+(\.\d+)?", "#", name)
+
+
 def _followed_statistic(results: list) -> tuple[str, list]:
     """The statistic decisive under most seeds, and its value under every seed. Where parts are
     combined (intersection-union), the part nearest to failing decides, and that can change with
     the seed; the spread compares one statistic across seeds, never one part's estimate with another's.
     A part that is missing (no interval: too few points in a bin) decides as undecidable, and has
-    no spread to compare, so the count is over the decisive statistics with an interval, if any."""
+    no spread to compare, so the count is over the decisive statistics with an interval, if any.
+    Parts are matched on their names with the counts blanked (``_part``); where two statistics of a
+    report match, the decisive one, else the name most common among the decisive ones, is taken."""
     with_interval = [r.decisive.name for r in results if all(map(math.isfinite, r.decisive.on_interval_scale()))]
-    name = Counter(with_interval or [r.decisive.name for r in results]).most_common(1)[0][0]
-    nan = Statistic(name, math.nan, math.nan, math.nan, 0)
-    return name, [next((s for s in r.all_statistics() if s.name == name), nan) for r in results]
+    names = Counter(with_interval or [r.decisive.name for r in results])
+    by_part = Counter()
+    for name, count in names.items():
+        by_part[_part(name)] += count
+    part = by_part.most_common(1)[0][0]
+    usual = max((name for name in names if _part(name) == part), key=names.__getitem__)
+
+    def followed(result):
+        matches = [s for s in result.all_statistics() if _part(s.name) == part]
+        for preferred in (result.decisive.name, usual):
+            if any(s.name == preferred for s in matches):
+                return next(s for s in matches if s.name == preferred)
+        return matches[0] if matches else Statistic(usual, math.nan, math.nan, math.nan, 0)
+
+    return usual, [followed(r) for r in results]
 
 
 def ratio_interval(ratio: float, seeds: int, level: float = 0.95) -> tuple[float, float]:

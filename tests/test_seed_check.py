@@ -118,3 +118,16 @@ def test_the_ratio_carries_its_chi_square_interval_and_the_seeds_covering_their_
     assert row["spread ratio"] == pytest.approx(ratio)
     assert (row["ratio lower"], row["ratio upper"]) == pytest.approx((0.6612 * ratio, 2.0353 * ratio), rel=1e-3)
     assert (row["seeds covering the mean"], row["seeds with an interval"]) == (6, 8)
+
+
+def test_a_part_whose_name_carries_a_count_is_followed_under_every_seed(tmp_path):
+    """error-is-subpopulation names its part with k, the points at each end, which follows the
+    influential points a seed selects: "29 highest minus 29 lowest" under two seeds, "31 ..." under
+    a third. All three are the same part; following the exact name read two seeds of three."""
+    for seed, (k, estimate) in enumerate([(29, 0.1), (29, 0.2), (31, 0.6)]):
+        part = Statistic(f"share, {k} highest minus {k} lowest error", estimate, estimate - 0.1, estimate + 0.1, 40)
+        write_case_report(ClaimResult(claim="demo", case="counted part", dataset="toy", decisive=part,
+                                      threshold=Threshold(0.0, "above", "the sign")), tmp_path / f"seed-{seed}")
+    row = summarise(tmp_path).loc["demo/counted part"]
+    assert row["seeds with an interval"] == 3
+    assert row["spread ratio"] == pytest.approx(np.std([0.1, 0.2, 0.6], ddof=1) / (0.1 / 1.959963984540054))
