@@ -436,11 +436,12 @@ class ApproximationStudy:
                 - self.loo.rescored(replicate.models["loo"]))
 
     def bootstrap(self, statistic, n_boot: int = 1000, seed: int = 0, components: bool = True,
-                  reselects: bool = False) -> dict:
+                  reselects: bool = False, around_estimate: bool = False,
+                  bounds: tuple[float, float] = (-math.inf, math.inf)) -> dict:
         return stats.crossed_bootstrap(statistic, {"loo": self.loo.model_groups,
                                                    "subsampled": self.subsampled.model_groups},
                                        {"scored": self.points}, n_boot=n_boot, seed=seed, components=components,
-                                       reselects=reselects)
+                                       reselects=reselects, around_estimate=around_estimate, bounds=bounds)
 
 
 def approximation_error(dataset: Dataset, spec, rate: float, profile: Profile, store: Store,

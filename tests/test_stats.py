@@ -666,3 +666,27 @@ def test_mean_over_fits_covers_when_points_and_fits_both_vary():
     values = point_level[:, None] + rng.normal(0.0, fit_sd, (sims, fits))
     covered = [(lambda i: i.lower <= 0.0 <= i.upper)(mean_over_fits(row, point_sd**2, n=100)) for row in values]
     assert 0.93 <= np.mean(covered) <= 0.97
+
+
+def test_a_reranked_statistic_can_take_the_normal_interval_around_its_estimate():
+    """error-is-subpopulation's ends: the estimate -/+ z sd of the crossed replicates, cut to the
+    statistic's bounds, where the percentile interval is centred off the estimate."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 1, (20, 60)) + np.linspace(0, 1, 60)[None, :]
+
+    def top_share(replicate):
+        weights = replicate.models["m"]
+        mean = (weights[:, None] * values).sum(0) / weights.sum()
+        points = replicate.points["p"]
+        ranked = points[np.argsort(mean[points])]
+        return {"top": float(np.mean(ranked[-10:] >= 30)) - float(np.mean(ranked[:10] >= 30))}
+
+    arguments = (top_share, {"m": np.zeros(20)}, {"p": Points(np.arange(60))})
+    normal = crossed_bootstrap(*arguments, n_boot=300, reselects=True, around_estimate=True,
+                               bounds=(-1.0, 1.0))["top"]
+    half = 1.959963984540054 * math.sqrt(normal.var_both)
+    assert (normal.lower, normal.upper) == pytest.approx((max(normal.estimate - half, -1.0),
+                                                          min(normal.estimate + half, 1.0)))
+    assert "normal" in normal.method
+    with pytest.raises(ValueError, match="re-select"):
+        crossed_bootstrap(*arguments, n_boot=50, around_estimate=True)
