@@ -85,6 +85,16 @@ def test_error_is_subpopulation(error_by_bin, expected):
     check(error_is_subpopulation.decide(study), expected)
 
 
+def test_error_is_subpopulation_decides_nothing_below_the_calibrated_number_of_points_per_end():
+    """The table that is supported above, with 28 influential points: 7 at each end, fewer than the
+    8 at which the ends' interval has a measured coverage, so the case says so and decides nothing."""
+    study = tables.approximation_study({"singleton": 0.0, "small": 0.3, "large": 0.15}, loo_models=200,
+                                       subsampled_models=400, group_sizes=[1] * 10 + [3] * 6)
+    assert error_is_subpopulation.points_per_end(int((study.table["subsampled"] >= 0.25).sum())) == 7
+    decision = error_is_subpopulation.decide(study)
+    assert decision.verdict == INCONCLUSIVE and "fewer than the 8" in decision.decisive.note
+
+
 @pytest.mark.parametrize("p_out_atypical, p_out_typical, expected", [
     (0.2, 0.95, SUPPORTED), (0.95, 0.4, REFUTED), (0.7, 0.7, INCONCLUSIVE),
 ], ids=["decision of fz-long-tail: atypical points scoring high is supported",

@@ -5,8 +5,9 @@ those with the smallest error are outliers (singletons).
 IMN25 ranks the 200 "influential" points of its LOO study by error and compares the 100
 highest- and 100 lowest-error points. Here the influential points are those with subsampled
 score >= 0.25 (FZ20's high-influence cut), ranked by |subsampled - LOO| (ties at random); with
-k = min(100, n_influential // 4) points at each end, two contrasts must both be above zero
-(intersection-union test):
+k = min(100, n_influential // 4) points at each end (at least FEWEST_PER_END = 8, the fewest at
+which ``harness.calibration`` measured the interval's coverage; below, the case is undecidable),
+two contrasts must both be above zero (intersection-union test):
 
     share of small-sub-population members (size 2-10): top-k minus bottom-k,
     share of singletons: bottom-k minus top-k.
@@ -35,6 +36,10 @@ from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statist
 CLAIM = "error-is-subpopulation"
 INFLUENCE_CUT = FZ20_HIGH_INFLUENCE
 MOST_PER_END = 100   # IMN25's 100 highest- and 100 lowest-error points
+# The smallest k at which the ends' interval has a measured coverage: the quick calibration design
+# ranks 8 to 18 points per end (200 replicates). Below it a share moves by 1/k >= 0.14 per point
+# and a normal interval over 2 to 7 points has no coverage figure behind it.
+FEWEST_PER_END = 8
 CONTROL = "size bins shuffled among the scored points"
 PAPER = {"figure": "SPP 0.77 +- 0.26 for the 100 highest-error points vs 0.32 +- 0.26 for the 100 lowest-error points",
          "source": "IMN25 4.2"}
@@ -74,9 +79,11 @@ def decide(study, seed: int = 0) -> Decision:
     k = points_per_end(influential)
     names = {"small": f"share of small-sub-population members, {k} highest minus {k} lowest error",
              "singleton": f"share of singletons, {k} lowest minus {k} highest error"}
-    if k < 2:
+    if k < FEWEST_PER_END:
         missing = undecidable(names["small"], f"only {influential} influential points (subsampled score >= "
-                                              f"{INFLUENCE_CUT}): too few to rank (needs 8)")
+                                              f"{INFLUENCE_CUT}): {k} at each end, fewer than the "
+                                              f"{FEWEST_PER_END} at which the interval's coverage was measured "
+                                              f"(needs {4 * FEWEST_PER_END})")
         return Decision(missing, THRESHOLD, Control(missing, CONTROL))
     intervals = end_contrasts(study, seed)
     shuffled = end_contrasts(study, seed, controls.shuffled(study.table["bin"], seed))
