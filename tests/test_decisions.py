@@ -86,13 +86,14 @@ def test_error_is_subpopulation(error_by_bin, expected):
 
 
 def test_error_is_subpopulation_decides_nothing_below_the_calibrated_number_of_points_per_end():
-    """The table that is supported above, with 28 influential points: 7 at each end, fewer than the
-    8 at which the ends' interval has a measured coverage, so the case says so and decides nothing."""
+    """The table that is supported above, on 10 points (four singletons, two of size 3): 2 at each
+    end, fewer than the 3 at which the ends' interval has a measured coverage. Decided, it reads
+    1 [0.97, 1] from two points against two; the case says why it decides nothing instead."""
     study = tables.approximation_study({"singleton": 0.0, "small": 0.3, "large": 0.15}, loo_models=200,
-                                       subsampled_models=400, group_sizes=[1] * 10 + [3] * 6)
-    assert error_is_subpopulation.points_per_end(int((study.table["subsampled"] >= 0.25).sum())) == 7
+                                       subsampled_models=400, group_sizes=[1] * 4 + [3] * 2)
+    assert error_is_subpopulation.points_per_end(int((study.table["subsampled"] >= 0.25).sum())) == 2
     decision = error_is_subpopulation.decide(study)
-    assert decision.verdict == INCONCLUSIVE and "fewer than the 8" in decision.decisive.note
+    assert decision.verdict == INCONCLUSIVE and "fewer than the 3" in decision.decisive.note
 
 
 @pytest.mark.parametrize("p_out_atypical, p_out_typical, expected", [

@@ -5,7 +5,7 @@ those with the smallest error are outliers (singletons).
 IMN25 ranks the 200 "influential" points of its LOO study by error and compares the 100
 highest- and 100 lowest-error points. Here the influential points are those with subsampled
 score >= 0.25 (FZ20's high-influence cut), ranked by |subsampled - LOO| (ties at random); with
-k = min(100, n_influential // 4) points at each end (at least FEWEST_PER_END = 8, the fewest at
+k = min(100, n_influential // 4) points at each end (at least FEWEST_PER_END = 3, the fewest at
 which ``harness.calibration`` measured the interval's coverage; below, the case is undecidable),
 two contrasts must both be above zero (intersection-union test):
 
@@ -36,10 +36,10 @@ from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statist
 CLAIM = "error-is-subpopulation"
 INFLUENCE_CUT = FZ20_HIGH_INFLUENCE
 MOST_PER_END = 100   # IMN25's 100 highest- and 100 lowest-error points
-# The smallest k at which the ends' interval has a measured coverage: the quick calibration design
-# ranks 8 to 18 points per end (200 replicates). Below it a share moves by 1/k >= 0.14 per point
-# and a normal interval over 2 to 7 points has no coverage figure behind it.
-FEWEST_PER_END = 8
+# The fewest points per end at which the ends' interval has a measured coverage: the full
+# calibration design ranks 3 to 8 per end (median 5; the quick one 8 to 18). With 2 a share
+# takes three values and no coverage figure stands behind its interval.
+FEWEST_PER_END = 3
 CONTROL = "size bins shuffled among the scored points"
 PAPER = {"figure": "SPP 0.77 +- 0.26 for the 100 highest-error points vs 0.32 +- 0.26 for the 100 lowest-error points",
          "source": "IMN25 4.2"}
