@@ -35,6 +35,21 @@ leave-one-out (ridge: closed form for every point; MLP: a LOO plan over given ta
 :func:`removal_experiment` removes the points with score >= theta and, for comparison, as many
 random points and as many of the lowest-scoring points of large sub-populations (IMN25 4.3's
 counter-example).
+
+The intervals hold R fixed, yet R itself is noisy: another seed's scoring models put a borderline
+point in it or leave it out. Point i's membership varies across seeds with variance p_i (1 - p_i),
+p_i its chance of selection. :func:`selection_flip_rates` bounds it from the scoring models at
+hand: split them into two disjoint halves A and B at random (within each pool), select with each,
+and take
+
+    f_i = 1/2 mean over halvings of [i in R_A] != [i in R_B].
+
+Two halves' scores are independent given the truth, each with twice the full ensemble's variance,
+so E f_i = q_i (1 - q_i) with q_i a half's chance of selecting i; with normal score noise q_i lies
+nearer 1/2 than p_i does, so f_i >= p_i (1 - p_i) on average over ensembles: a bound (at
+s_i = theta both are 1/4; a standard deviation away, 0.18 against 0.13). One ensemble's f_i
+scatters around it like any variance estimate: the halves' mean is the ensemble's own estimate, so
+f_i is 1/2 where that sits on theta and falls off as it moves away.
 """
 
 from __future__ import annotations
@@ -71,6 +86,26 @@ def select_above(scores, threshold: float) -> np.ndarray:
         raise ValueError("threshold must not be NaN")
     with np.errstate(invalid="ignore"):
         return scores >= threshold
+
+
+def selection_flip_rates(scores, threshold: float, halvings: int = 100, seed: int = 0) -> np.ndarray:
+    """f_i for every scored point (module docstring): half the share of ``halvings`` random
+    halvings of the scoring models (``MemorizationScores`` with their rows) whose halves disagree
+    on ``score >= threshold``. A point a half cannot score (no model in or out of it) counts as
+    not selected by that half."""
+    if halvings < 1:
+        raise ValueError(f"halvings must be >= 1, got {halvings}")
+    pools = scores.model_groups
+    rng = np.random.default_rng(seed)
+    disagreements = np.zeros(len(scores))
+    for _ in range(halvings):
+        half = np.zeros(len(pools))
+        for pool in np.unique(pools):
+            rows = np.flatnonzero(pools == pool)
+            half[rng.permutation(rows)[: len(rows) // 2]] = 1.0
+        with np.errstate(invalid="ignore"):
+            disagreements += (scores.rescored(half) >= threshold) != (scores.rescored(1.0 - half) >= threshold)
+    return disagreements / (2 * halvings)
 
 
 def random_selection(n: int, count: int, seed=0) -> np.ndarray:
@@ -162,7 +197,7 @@ class MarginalUtility:
         groups, inverse, test = np.unique(data.group_test, return_inverse=True, return_counts=True)
         return np.array([train.get(g, 0) for g in groups.tolist()], dtype=float)[inverse] / test[inverse]
 
-    def _test_weights(self, test_points) -> np.ndarray:
+    def test_weights(self, test_points) -> np.ndarray:
         """Test points as weights, times :attr:`mix_weights`: None is every point, a bool mask its
         points, a float array (>= 0) its own weights (e.g. to reweight a test split's mix)."""
         if test_points is None:
@@ -185,7 +220,7 @@ class MarginalUtility:
 
     def per_model_accuracy(self, name: str | None = None, test_points=None) -> np.ndarray:
         """Accuracy of each model on the chosen test points; ``name=None`` is S itself."""
-        weights = self._test_weights(test_points)
+        weights = self.test_weights(test_points)
         return self._correct(name) @ (weights / weights.sum())
 
     def per_model_drop(self, name: str, test_points=None) -> np.ndarray:
@@ -206,7 +241,7 @@ class MarginalUtility:
     def resampled_accuracy(self, replicate, name: str | None = None, test_points=None) -> float:
         """Mean accuracy over the replicate's models on its test points (NaN if it drew none of them)."""
         rows, points = replicate.models["models"], replicate.points["test"]
-        weights = self._test_weights(test_points)[points]
+        weights = self.test_weights(test_points)[points]
         if weights.sum() == 0:
             return float("nan")
         per_model = self._correct(name)[:, points] @ (weights / weights.sum())

@@ -153,6 +153,17 @@ about 3 / U, at alpha = 0.05) is::
 In a models x points array, models and point clusters are each drawn independently, so U
 pairs with distinct models and distinct clusters are independent: U = min(models, clusters).
 
+Where the statistic's units were themselves selected by noisy scores (a removal experiment's set
+R, those with score >= theta), the bootstrap above holds R fixed, yet another seed's scoring
+models select a borderline point or not. A claim that can bound what one point's membership moves
+its statistic (|Delta_i|, leakage's near-duplicates) adds that selection variance V_sel =
+sum_i f_i Delta_i^2 (f_i: ``harness.removal.selection_flip_rates``) to each side in quadrature,
+and counts it with the points in the power statement, since more models per arm do not shrink it
+(``with_selection``)::
+
+    lower = estimate - sqrt((estimate - lower)^2 + z^2 V_sel),
+    upper = estimate + sqrt((upper - estimate)^2 + z^2 V_sel).
+
 Holm's step-down rule over the one-sided p-values ``p_(1) <= ... <= p_(m)`` of a claim's
 cases: reject ``H_(j)`` while ``p_(j) <= alpha / (m - j + 1)`` for every earlier j.
 """
@@ -160,7 +171,7 @@ cases: reject ``H_(j)`` while ``p_(j) <= alpha / (m - j + 1)`` for every earlier
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -217,6 +228,8 @@ class CrossedInterval(Interval):
     var_models_only: float = math.nan
     var_points_only: float = math.nan
     var_interaction: float = 0.0
+    # V_sel, the selection of the units the statistic is over (module docstring); fixed, like V_points.
+    var_selection: float = 0.0
     undefined: int = 0
     degenerate: bool = False
     # The scale the variances are on (a key of TO_SCALE): "identity", or "atanh" for a correlation (Fisher z).
@@ -239,7 +252,23 @@ class CrossedInterval(Interval):
         """Half width (z times the standard deviation) with ``model_factor`` times the models per pool."""
         if not model_factor > 0:
             raise ValueError(f"model_factor must be > 0, got {model_factor}")
-        return _normal_quantile(alpha) * math.sqrt(self.var_points + self.var_models / model_factor)
+        return _normal_quantile(alpha) * math.sqrt(self.var_points + self.var_selection
+                                                   + self.var_models / model_factor)
+
+
+def with_selection(interval: CrossedInterval, variance: float, alpha: float = 0.05) -> CrossedInterval:
+    """``interval`` widened by the selection variance V_sel on each side in quadrature (module docstring)."""
+    _check_alpha(alpha)
+    if not (math.isfinite(variance) and variance >= 0):
+        raise ValueError(f"the selection variance must be a finite number >= 0, got {variance}")
+    if variance == 0 or not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):
+        return interval
+    extra = _normal_quantile(alpha) ** 2 * variance
+    estimate = interval.estimate
+    return replace(interval, lower=estimate - math.sqrt((estimate - interval.lower) ** 2 + extra),
+                   upper=estimate + math.sqrt((interval.upper - estimate) ** 2 + extra),
+                   method=f"{interval.method}; widened by the selection's variance {variance:.3g}",
+                   var_selection=interval.var_selection + variance)
 
 
 @dataclass(frozen=True)
@@ -723,13 +752,15 @@ def mean_over_fits(estimates, var_points: float, n: int, alpha: float = 0.05, fi
 
 def power_statement(estimate: float, threshold: float, var_points: float, var_models: float,
                     models_per_arm: dict, power: float = 0.8, alpha: float = 0.05,
-                    most: int = 10**6, points: str = "points") -> tuple[dict | None, str]:
+                    most: int = 10**6, points: str = "points", var_selection: float = 0.0) -> tuple[dict | None, str]:
     """Models for ``power`` at the observed distance to the threshold (module docstring), and the
     sentence a report prints; ``(None, why)`` when more models cannot decide it.
 
     ``models_per_arm`` names each arm's models now (e.g. ``{"subsampled models": 300}``); every
     arm is scaled by the same factor, and the answer names them the same way. ``points`` names
     the other level (e.g. "configurations"). The variances must be on the scale of ``estimate``.
+    ``var_selection`` (``with_selection``) does not shrink with these models either: it adds to
+    the points' part, and where it alone is too wide the answer asks for more scoring models.
     """
     if not 0 < power < 1:
         raise ValueError(f"power must lie strictly between 0 and 1, got {power}")
@@ -741,6 +772,11 @@ def power_statement(estimate: float, threshold: float, var_points: float, var_mo
     if distance == 0:
         return None, "the estimate sits on the threshold: no number of models or points decides it"
     allowed = (distance / (_normal_quantile(alpha) + float(scipy_stats.norm.ppf(power)))) ** 2
+    if var_selection >= allowed:
+        return None, (f"more scoring models, not more models per arm: the selection of the removed set alone "
+                      f"(half width {_normal_quantile(alpha) * math.sqrt(var_selection):.3g}) is too wide for "
+                      f"{power:.0%} power at the distance {distance:.3g} to the threshold")
+    var_points = var_points + var_selection
     point_half = _normal_quantile(alpha) * math.sqrt(var_points)
     if var_points >= allowed:
         return None, (f"more {points}, not more models: the spread over {points} alone (half width "

@@ -78,7 +78,8 @@ class Statistic:
     n: int
     unit: str = "models"
     note: str = ""
-    # From a crossed bootstrap: {"var_points", "var_models", "models_per_arm", "scale"} (harness.stats);
+    # From a crossed bootstrap: {"var_points", "var_models", "models_per_arm", "scale"} and, where a
+    # selection's variance was added, "var_selection" (harness.stats);
     # "scale" alone where the interval is the image of another's, "folded from" where it is D's under
     # |.| (``on_interval_scale``).
     components: dict = field(default_factory=dict)
@@ -109,6 +110,8 @@ class Statistic:
                 components = {"var_points": interval.var_points, "var_models": interval.var_models,
                               "models_per_arm": {arm: int(count) for arm, count in models_per_arm.items()},
                               "scale": interval.scale}
+                if interval.var_selection:
+                    components["var_selection"] = interval.var_selection
         return cls(name, interval.estimate, lower, upper, interval.n, unit, "; ".join(notes), components)
 
     def __post_init__(self):
@@ -297,7 +300,8 @@ def power_of(statistic: Statistic, threshold: Threshold) -> tuple[dict | None, s
     fisher = c.get("scale") == "atanh"
     transform = TO_SCALE[c.get("scale", "identity")]
     needed, sentence = power_statement(transform(statistic.estimate), transform(threshold.value), c["var_points"],
-                                       c["var_models"], c["models_per_arm"], points=statistic.unit)
+                                       c["var_models"], c["models_per_arm"], points=statistic.unit,
+                                       var_selection=c.get("var_selection", 0.0))
     return needed, sentence + (" (distances and half widths on the Fisher z scale)" if fisher else "")
 
 

@@ -381,6 +381,47 @@ def test_leakage(drop_leaked, drop_clean, expected):
     check(leakage.decide(utility, leaked, leaked, 0.1), expected)
 
 
+def test_leakage_a_selection_that_could_take_the_twins_with_it_turns_refuted_into_inconclusive():
+    """The table that refutes both parts (near-duplicates losing less than clean points) with the
+    variance of a borderline source's membership in R (sd 0.032, the inflation's estimate -0.01)."""
+    data = removal_data(group_test=np.concatenate([GROUPS, GROUPS]))
+    leaked = np.random.default_rng(1).random(data.n_test) < 0.3
+    full = np.full(data.n_test, 0.8)
+    utility = tables.removal(data, full, {"memorized": (GROUPS < 10, full - np.where(leaked, 0.0, 0.1))},
+                             models=100, seed=1)
+    assert leakage.decide(utility, leaked, leaked, 0.1).verdict == REFUTED
+    widened = leakage.decide(utility, leaked, leaked, 0.1, selection=1e-3)
+    assert widened.verdict == INCONCLUSIVE
+    sign = widened.parts[0]
+    assert sign.components["var_selection"] == 1e-3 and "selection adds variance" in sign.note
+
+
+def test_leakage_selection_variance_bounds_each_flipping_sources_move_on_its_twins():
+    """A removed source can give its twins back up to their error on S minus R, a kept one take up to
+    their accuracy; a source that never flips adds nothing."""
+    from harness.leakage import LeakedTestSplit
+
+    data = removal_data(group_test=np.concatenate([GROUPS, GROUPS]))
+    removed = GROUPS < 10
+    in_r, out_of_r, steady = int(np.flatnonzero(removed)[0]), int(np.flatnonzero(~removed)[0]), \
+        int(np.flatnonzero(~removed)[1])
+    source = np.full(data.n_test, -1)
+    source[[0, 1]], source[2], source[3] = in_r, out_of_r, steady
+    leaked = source >= 0
+    utility = tables.removal(data, np.full(data.n_test, 0.8), {"memorized": (removed, np.full(data.n_test, 0.6))},
+                             models=50)
+    flips = np.zeros(data.n_train)
+    flips[[in_r, out_of_r]] = 0.25, 0.1
+    share = 0.1
+    variance, sources = leakage.selection_variance(utility, LeakedTestSplit(data, leaked, source), leaked, share,
+                                                   flips)
+    accuracy = utility.arm("memorized").test_correct.mean(0)
+    weight = 1 / 4                                   # four near-duplicates, weighted alike
+    expected = (0.25 * (share * weight * (1 - accuracy[[0, 1]]).sum()) ** 2
+                + 0.1 * (share * weight * accuracy[2]) ** 2)
+    assert sources == 2 and variance == pytest.approx(expected)
+
+
 # ----------------------------------------------------------------------------- the suite's own checks
 
 @pytest.mark.parametrize("changed, expected", [(0.03, SUPPORTED), (1.0, REFUTED), (0.75, INCONCLUSIVE)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import tables
 from harness import profiles
 from harness.data import SubpopulationSpec, synthetic
 from harness.experiments import selection_scores
@@ -21,6 +22,7 @@ from harness.removal import (
     random_selection,
     removal_experiment,
     select_above,
+    selection_flip_rates,
 )
 from harness.store import Store
 from harness.train import MLPSpec, RidgeSpec
@@ -211,3 +213,33 @@ def test_copy_weights_give_the_copies_the_clean_subpopulation_mix(data):
     for group in np.unique(data.group_test).tolist():
         clean_share = (data.group_test == group).mean()
         assert weights[split.leaked & (groups == group)].sum() == pytest.approx(clean_share)
+
+
+
+def test_flip_rates_are_zero_far_from_the_threshold_and_at_most_a_half_near_it():
+    rng = np.random.default_rng(0)
+    rates = selection_flip_rates(tables.subsampled(0.5 + np.array([0.25, 0.5, -0.4]), np.full(3, 0.5), 400, rng),
+                                 0.25, halvings=200)
+    assert rates[1] == rates[2] == 0.0
+    # One ensemble's rate scatters: 1/2 where its own estimate sits on the threshold (the halves
+    # straddle it), less the further off it lies; 1/4 on average over ensembles for a point on it.
+    assert 0.0 < rates[0] <= 0.5
+
+
+def test_flip_rates_bound_how_often_other_seeds_change_a_points_membership():
+    """Across 300 independent scoring ensembles, the variance of each point's membership
+    p (1 - p) stays below the mean flip rate (module docstring: a bound, with equality at the
+    threshold); a flip rate computed from the full ensemble's own selection noise would fall short."""
+    threshold, models = 0.25, 120
+    sd = np.sqrt(0.25 / (models * 0.7) + 0.25 / (models * 0.3))
+    offsets = np.array([0.0, 0.5, 1.0, 2.0]) * sd
+    rng = np.random.default_rng(1)
+    members, flips = [], []
+    for _ in range(300):
+        scores = tables.subsampled(0.5 + threshold + offsets, np.full(len(offsets), 0.5), models, rng)
+        members.append(scores.score >= threshold)
+        flips.append(selection_flip_rates(scores, threshold, halvings=20, seed=int(rng.integers(1 << 30))))
+    p = np.mean(members, axis=0)
+    membership_variance, mean_flip = p * (1 - p), np.mean(flips, axis=0)
+    assert (mean_flip >= 0.9 * membership_variance).all(), (mean_flip, membership_variance)
+    assert mean_flip[2] > 1.1 * membership_variance[2]   # one sd out, a bound (0.18 against 0.13 if normal)

@@ -36,6 +36,7 @@ from harness.stats import (
     spearman,
     units_for_zero_failure_bound,
     wilson_interval,
+    with_selection,
     zero_failure_bound,
 )
 from harness.verdict import INCONCLUSIVE, Statistic, Threshold, decide
@@ -487,6 +488,31 @@ def test_predicted_half_width_follows_the_variance_decomposition():
     assert interval.var_points == pytest.approx(0.01) and interval.var_models == pytest.approx(0.04)
     assert interval.predicted_half_width(1.0) == pytest.approx(Z_975 * math.sqrt(0.05))
     assert interval.predicted_half_width(4.0) == pytest.approx(Z_975 * math.sqrt(0.01 + 0.01))
+
+
+def test_a_selections_variance_widens_each_side_in_quadrature_and_stays_out_of_the_models_part():
+    interval = CrossedInterval(0.5, 0.2, 0.6, 10, "test", models=10, var_both=0.01, var_models_only=0.008,
+                               var_points_only=0.002)
+    widened = with_selection(interval, 0.001)
+    extra = Z_975**2 * 0.001
+    assert widened.lower == pytest.approx(0.5 - math.sqrt(0.3**2 + extra))
+    assert widened.upper == pytest.approx(0.5 + math.sqrt(0.1**2 + extra))
+    assert widened.var_selection == 0.001 and "selection" in widened.method
+    # Four times the models shrink the models' part only.
+    assert widened.predicted_half_width(4.0) == pytest.approx(Z_975 * math.sqrt(0.002 + 0.001 + 0.008 / 4))
+    assert with_selection(interval, 0.0) is interval
+    with pytest.raises(ValueError, match="selection variance"):
+        with_selection(interval, -1e-3)
+
+
+def test_power_statement_asks_for_scoring_models_when_the_selection_alone_is_too_wide():
+    # (0.1 / (1.960 + 0.842))^2 = 1.2741e-3 allowed.
+    needed, sentence = power_statement(0.1, 0.0, 1e-4, 0.01, {"models per arm": 30}, var_selection=2e-3)
+    assert needed is None and sentence.startswith("more scoring models, not more models per arm")
+    needed, _ = power_statement(0.1, 0.0, 1e-4, 0.01, {"models per arm": 30}, var_selection=5e-4)
+    # It joins the points' part: 30 * 0.01 / (1.2741e-3 - 1e-4 - 5e-4) = 445.06 -> 446.
+    allowed = (0.1 / (Z_975 + scipy_stats.norm.ppf(0.8))) ** 2
+    assert needed == {"models per arm": math.ceil(30 * 0.01 / (allowed - 6e-4))} == {"models per arm": 446}
 
 
 def test_holm_rejects_step_down_and_stops_at_the_first_failure():

@@ -33,6 +33,23 @@ carries over to a test set whose utility is on another scale than CIFAR-100's. A
 leak's share of the measured utility, inflation / utility(leaked), with its interval (undefined
 in a resample whose utility(leaked) is not positive).
 
+Selection noise: the crossed bootstrap holds R fixed, yet a training point near the score
+threshold is in R under some seeds and not others, and when it is the source of a near-duplicate,
+its membership moves drop(R; D) by up to its twins' share of D (a removed point takes its twin with
+it). Each source i of a near-duplicate adds to both parts' variance (``stats.with_selection``)
+
+    V_sel = sum_i f_i Delta_i^2,      Delta_i = s * sum_{j twin of i} w_j b_j,
+
+with f_i the flip rate, on average a bound on the variance of i's membership across seeds
+(``removal.selection_flip_rates``), w_j twin j's weight in drop(R; D), and b_j the most that
+toggling i can move j's accuracy on S \ R: down to 0 if i is kept (b_j = acc(j)), up to 1 if i is
+removed (b_j = 1 - acc(j)). Delta_i is a bound, so V_sel is too; the size part moves by
+(1 - MATERIAL_SHARE) Delta_i, since the measured utility moves with the inflation. Sources far from
+the threshold have f_i = 0; a non-source's membership moves D and C alike and is left out, as are
+the interactions among sources. On digits under the default profile one source's score (0.22,
+threshold 0.25) puts its twin in R under 7 of 24 seeds, and the sign part's seed-to-seed spread was
+1.09 times what its interval held without this term (README, "Seeds").
+
 Negative control: the same two parts with no leak, the clean test points of a random half of the
 sub-populations posing as the leaked ones against the rest (intersection-union as above).
 
@@ -64,11 +81,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import controls, plots
-from harness.experiments import describe_scores, load_or_skip, selection_scores
+from harness import controls, plots, stats
+from harness.experiments import describe_scores, load_or_skip, subsampled_scores
 from harness.leakage import copy_weights_matching_clean_mix, detect_near_duplicates, plant_near_duplicates
 from harness.profiles import FZ20_HIGH_INFLUENCE, FZ20_RESOLVABLE_CHANGE, FZ20_UTILITY
-from harness.removal import marginal_utility, select_above
+from harness.removal import marginal_utility, select_above, selection_flip_rates
 from harness.verdict import (CaseReport, ClaimResult, Control, Decision, Statistic, Threshold, intersection_union,
                              undecidable)
 
@@ -101,19 +118,43 @@ def leak_figures(utility, replicate, leaked_weights, clean, share: float, arm: s
             "leak share of utility": inflation / measured if measured > 0 else np.nan}
 
 
-def decide(utility, leaked: np.ndarray, duplicate_weights: np.ndarray, share: float, seed: int = 0) -> Decision:
+def selection_variance(utility, split, duplicate_weights: np.ndarray, share: float,
+                       flip_rates: np.ndarray) -> tuple[float, int]:
+    """V_sel of the inflation (module docstring) and how many sources add to it, from the removal
+    experiment, the leaked split (its ``source`` of each near-duplicate), the weights of drop(R; D)
+    and each training point's flip rate."""
+    removed = utility.arm("memorized").fixed_set
+    weights = utility.test_weights(duplicate_weights)
+    weights = weights / weights.sum()
+    accuracy = utility.arm("memorized").test_correct.mean(0)
+    variance, sources = 0.0, 0
+    for source in np.unique(split.source[split.leaked]).tolist():
+        if flip_rates[source] == 0:
+            continue
+        twins = split.leaked & (split.source == source)
+        most = 1 - accuracy[twins] if removed[source] else accuracy[twins]
+        variance += flip_rates[source] * (share * float(weights[twins] @ most)) ** 2
+        sources += 1
+    return variance, sources
+
+
+def decide(utility, leaked: np.ndarray, duplicate_weights: np.ndarray, share: float, seed: int = 0,
+           selection: float = 0.0) -> Decision:
     """From a removal experiment whose arm ``"memorized"`` removes R (None when R is empty), which
-    test points are near-duplicates, the weights their drop is taken with, and the leak share s."""
+    test points are near-duplicates, the weights their drop is taken with, the leak share s, and
+    the inflation's selection variance V_sel (module docstring)."""
     if utility is None or not leaked.any():
         missing = undecidable(NAME, "no near-duplicate in the test split" if utility is not None else
                                     f"no point has a score >= {MEMORIZATION_THRESHOLD}")
         return Decision(missing, THRESHOLD, Control(missing, CONTROL))
     clean = ~leaked
     intervals = utility.bootstrap(lambda r: leak_figures(utility, r, duplicate_weights, clean, share), strata=leaked)
-    sign = utility.statistic(NAME, intervals["inflation"],
-                             f"s * (drop on near-duplicates - drop on clean), s = {share:.3f}")
-    size = utility.statistic(SIZE_NAME, intervals["size"],
-                             f"above 0 when the leak is more than {MATERIAL_SHARE:.1%} of the measured utility")
+    with_selection = f"; R's selection adds variance {selection:.3g}" if selection else ""
+    sign = utility.statistic(NAME, stats.with_selection(intervals["inflation"], selection),
+                             f"s * (drop on near-duplicates - drop on clean), s = {share:.3f}{with_selection}")
+    size = utility.statistic(SIZE_NAME, stats.with_selection(intervals["size"], (1 - MATERIAL_SHARE) ** 2 * selection),
+                             f"above 0 when the leak is more than {MATERIAL_SHARE:.1%} of the measured "
+                             f"utility{with_selection}")
     posing = clean & controls.random_half_of_groups(utility.dataset.group_test, clean, seed)
     rest = clean & ~posing
     no_leak = utility.bootstrap(lambda r: leak_figures(utility, r, posing, rest, share), strata=posing)
@@ -152,18 +193,24 @@ def leaked_split(data):
 def study(case, profile, store, device, seed: int = 0) -> CaseReport:
     data = load_or_skip(case.data, profile.name)
     spec = case.spec(profile)
-    # Scores depend on the training split only, which planting leaves unchanged.
-    scores, score_models = selection_scores(data, spec, profile, store, device, seed, rate=case.rate)
-    removed = select_above(scores, MEMORIZATION_THRESHOLD)
+    # Scores depend on the training split only, which planting leaves unchanged. The flip rates
+    # need the scoring models' rows, so the subsampled scores are taken whole.
+    scores, score_ensemble = subsampled_scores(data, spec, case.rate, profile.subsampled_models, store, device, seed)
+    score_models = score_ensemble.n_models
+    removed = select_above(scores.score, MEMORIZATION_THRESHOLD)
     split, duplicate_weights, share, how = leaked_split(data)
     models = profile.removal_models
     notes = [f"{describe_scores(case.rate, score_models)}; "
              f"{int(removed.sum())} points with score >= {MEMORIZATION_THRESHOLD} removed; {models} models per arm; "
              "accuracies as fractions (0.01 = 1 point)", how]
-    utility = None
+    utility, selection = None, 0.0
     if removed.any() and split.leaked.any():
         utility = marginal_utility(split.dataset, spec, {"memorized": removed}, models, store, device, seed)
-    decision = decide(utility, split.leaked, duplicate_weights, share, seed)
+        flip_rates = selection_flip_rates(scores, MEMORIZATION_THRESHOLD, seed=seed)
+        selection, sources = selection_variance(utility, split, duplicate_weights, share, flip_rates)
+        notes.append(f"R's selection: {sources} sources of near-duplicates flip in or out of R between halves of "
+                     f"the scoring models, adding variance {selection:.3g} to the inflation (sd {selection ** 0.5:.3g})")
+    decision = decide(utility, split.leaked, duplicate_weights, share, seed, selection)
     further = []
     if utility is not None:
         leaked = split.leaked
