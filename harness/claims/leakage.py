@@ -46,9 +46,9 @@ toggling i can move j's accuracy on S \ R: down to 0 if i is kept (b_j = acc(j))
 removed (b_j = 1 - acc(j)). Delta_i is a bound, so V_sel is too; the size part moves by
 (1 - MATERIAL_SHARE) Delta_i, since the measured utility moves with the inflation. Sources far from
 the threshold have f_i = 0; a non-source's membership moves D and C alike and is left out, as are
-the interactions among sources. On digits under the default profile one source's score (0.22,
-threshold 0.25) puts its twin in R under 7 of 24 seeds, and the sign part's seed-to-seed spread was
-1.09 times what its interval held without this term (README, "Seeds").
+the interactions among sources. On digits under the default profile one source (score 0.22 on
+average, threshold 0.25) is in R under 7 of 24 seeds, and the sign part's seed-to-seed spread was
+1.09 times what its interval held without this term, 0.70 with it (README, "Seeds").
 
 Negative control: the same two parts with no leak, the clean test points of a random half of the
 sub-populations posing as the leaked ones against the rest (intersection-union as above).
@@ -149,12 +149,13 @@ def decide(utility, leaked: np.ndarray, duplicate_weights: np.ndarray, share: fl
         return Decision(missing, THRESHOLD, Control(missing, CONTROL))
     clean = ~leaked
     intervals = utility.bootstrap(lambda r: leak_figures(utility, r, duplicate_weights, clean, share), strata=leaked)
-    with_selection = f"; R's selection adds variance {selection:.3g}" if selection else ""
+    size_selection = (1 - MATERIAL_SHARE) ** 2 * selection
+    added = lambda variance: f"; R's selection adds variance {variance:.3g}" if variance else ""  # noqa: E731
     sign = utility.statistic(NAME, stats.with_selection(intervals["inflation"], selection),
-                             f"s * (drop on near-duplicates - drop on clean), s = {share:.3f}{with_selection}")
-    size = utility.statistic(SIZE_NAME, stats.with_selection(intervals["size"], (1 - MATERIAL_SHARE) ** 2 * selection),
+                             f"s * (drop on near-duplicates - drop on clean), s = {share:.3f}{added(selection)}")
+    size = utility.statistic(SIZE_NAME, stats.with_selection(intervals["size"], size_selection),
                              f"above 0 when the leak is more than {MATERIAL_SHARE:.1%} of the measured "
-                             f"utility{with_selection}")
+                             f"utility{added(size_selection)}")
     posing = clean & controls.random_half_of_groups(utility.dataset.group_test, clean, seed)
     rest = clean & ~posing
     no_leak = utility.bootstrap(lambda r: leak_figures(utility, r, posing, rest, share), strata=posing)
@@ -208,8 +209,9 @@ def study(case, profile, store, device, seed: int = 0) -> CaseReport:
         utility = marginal_utility(split.dataset, spec, {"memorized": removed}, models, store, device, seed)
         flip_rates = selection_flip_rates(scores, MEMORIZATION_THRESHOLD, seed=seed)
         selection, sources = selection_variance(utility, split, duplicate_weights, share, flip_rates)
-        notes.append(f"R's selection: {sources} sources of near-duplicates flip in or out of R between halves of "
-                     f"the scoring models, adding variance {selection:.3g} to the inflation (sd {selection ** 0.5:.3g})")
+        notes.append(f"R's selection: sources of near-duplicates that flip in or out of R between halves of the "
+                     f"scoring models: {sources}, adding variance {selection:.3g} to the inflation "
+                     f"(sd {selection ** 0.5:.3g})")
     decision = decide(utility, split.leaked, duplicate_weights, share, seed, selection)
     further = []
     if utility is not None:
