@@ -42,7 +42,7 @@ it). Each source i of a near-duplicate adds to both parts' variance (``stats.wit
 
 with f_i the flip rate, on average a bound on the variance of i's membership across seeds
 (``removal.selection_flip_rates``), w_j twin j's weight in drop(R; D), and b_j the most that
-toggling i can move j's accuracy on S \ R: down to 0 if i is kept (b_j = acc(j)), up to 1 if i is
+toggling i can move j's accuracy on S \\ R: down to 0 if i is kept (b_j = acc(j)), up to 1 if i is
 removed (b_j = 1 - acc(j)). Delta_i is a bound, so V_sel is too; the size part moves by
 (1 - MATERIAL_SHARE) Delta_i, since the measured utility moves with the inflation. Sources far from
 the threshold have f_i = 0; a non-source's membership moves D and C alike and is left out, as are
