@@ -509,6 +509,9 @@ def test_power_statement_asks_for_scoring_models_when_the_selection_alone_is_too
     # (0.1 / (1.960 + 0.842))^2 = 1.2741e-3 allowed.
     needed, sentence = power_statement(0.1, 0.0, 1e-4, 0.01, {"models per arm": 30}, var_selection=2e-3)
     assert needed is None and sentence.startswith("more scoring models, not more models per arm")
+    needed, sentence = power_statement(0.1, 0.0, 1e-3, 0.01, {"models per arm": 30}, var_selection=5e-4)
+    assert needed is None and sentence.startswith("more points or scoring models, not more models: the spread "
+                                                  "over points and the removed set's selection alone")
     needed, _ = power_statement(0.1, 0.0, 1e-4, 0.01, {"models per arm": 30}, var_selection=5e-4)
     # It joins the points' part: 30 * 0.01 / (1.2741e-3 - 1e-4 - 5e-4) = 445.06 -> 446.
     allowed = (0.1 / (Z_975 + scipy_stats.norm.ppf(0.8))) ** 2
