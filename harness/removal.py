@@ -96,12 +96,12 @@ def selection_flip_rates(scores, threshold: float, halvings: int = 100, seed: in
     if halvings < 1:
         raise ValueError(f"halvings must be >= 1, got {halvings}")
     pools = scores.model_groups
+    pool_rows = [np.flatnonzero(pools == pool) for pool in np.unique(pools)]
     rng = np.random.default_rng(seed)
     disagreements = np.zeros(len(scores))
     for _ in range(halvings):
         half = np.zeros(len(pools))
-        for pool in np.unique(pools):
-            rows = np.flatnonzero(pools == pool)
+        for rows in pool_rows:
             half[rng.permutation(rows)[: len(rows) // 2]] = 1.0
         with np.errstate(invalid="ignore"):
             disagreements += (scores.rescored(half) >= threshold) != (scores.rescored(1.0 - half) >= threshold)

@@ -776,17 +776,17 @@ def power_statement(estimate: float, threshold: float, var_points: float, var_mo
         return None, (f"more scoring models, not more models per arm: the selection of the removed set alone "
                       f"(half width {_normal_quantile(alpha) * math.sqrt(var_selection):.3g}) is too wide for "
                       f"{power:.0%} power at the distance {distance:.3g} to the threshold")
-    var_points = var_points + var_selection
-    point_half = _normal_quantile(alpha) * math.sqrt(var_points)
+    var_fixed = var_points + var_selection
+    fixed_half = _normal_quantile(alpha) * math.sqrt(var_fixed)
     fixed = f"{points} and the removed set's selection" if var_selection else points
     more = f"{points} or scoring models" if var_selection else points
-    if var_points >= allowed:
+    if var_fixed >= allowed:
         return None, (f"more {more}, not more models: the spread over {fixed} alone (half width "
-                      f"{point_half:.3g}) is too wide for {power:.0%} power at the distance {distance:.3g} "
+                      f"{fixed_half:.3g}) is too wide for {power:.0%} power at the distance {distance:.3g} "
                       f"to the threshold")
     if var_models == 0:
         return None, f"the models add no variance here; more {more}, not more models, would narrow it"
-    factor = var_models / (allowed - var_points)
+    factor = var_models / (allowed - var_fixed)
     needed = {arm: math.ceil(count * factor) for arm, count in models_per_arm.items()}
     if max(needed.values()) > most:
         return None, (f"over {most:,} models per arm would be needed for {power:.0%} power at the distance "
@@ -795,7 +795,7 @@ def power_statement(estimate: float, threshold: float, var_points: float, var_mo
     now = " and ".join(f"{count:,}" for count in models_per_arm.values())
     # A zero V_points is the moment estimate clipped at 0 (the interaction as large as the points'
     # one-way variance), not a measured absence of point noise.
-    caveat = (f"the half width from the {fixed}, {point_half:.3g}, does not shrink with models" if var_points > 0 else
+    caveat = (f"the half width from the {fixed}, {fixed_half:.3g}, does not shrink with models" if var_fixed > 0 else
               f"the {points}' own share of the variance estimates at 0 here, so the count is rough")
     return needed, (f"about {arms} (now {now}) would decide it with {power:.0%} power if the estimate stayed "
                     f"at {estimate:.3g} ({caveat})")
